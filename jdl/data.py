@@ -363,11 +363,18 @@ def synthetic_regression(
     _check_count("n", n, 1)
     _check_count("n_features", n_features, 1)
     _check_nonnegative("noise_std", noise_std)
-    key_x, key_eps = jax.random.split(_as_key(key_or_seed))
+    x, y = _regression_arrays(_as_key(key_or_seed), noise_std, n, n_features)
+    return dataset(x, y, name="synthetic regression")
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _regression_arrays(
+    key: jax.Array, noise_std: jax.typing.ArrayLike, n: int, n_features: int
+) -> tuple[jax.Array, jax.Array]:
+    key_x, key_eps = jax.random.split(key)
     x = jax.random.uniform(key_x, (n, n_features), minval=-1.0, maxval=1.0)
     f = jnp.mean(jnp.sin(jnp.pi * x), axis=1, keepdims=True)
-    y = f + noise_std * jax.random.normal(key_eps, (n, 1))
-    return dataset(x, y, name="synthetic regression")
+    return x, f + noise_std * jax.random.normal(key_eps, (n, 1))
 
 
 def synthetic_classification(
@@ -398,11 +405,18 @@ def synthetic_classification(
     _check_count("n", n, n_classes)
     _check_count("n_features", n_features, 1)
     _check_nonnegative("separation", separation)
-    key_mu, key_y, key_x = jax.random.split(_as_key(key_or_seed), 3)
+    x, y = _blob_arrays(_as_key(key_or_seed), separation, n, n_classes, n_features)
+    return dataset(x, y, name="synthetic classification")
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _blob_arrays(
+    key: jax.Array, separation: jax.typing.ArrayLike, n: int, n_classes: int, n_features: int
+) -> tuple[jax.Array, jax.Array]:
+    key_mu, key_y, key_x = jax.random.split(key, 3)
     centres = separation * jax.random.normal(key_mu, (n_classes, n_features))
     y = jax.random.permutation(key_y, jnp.arange(n, dtype=jnp.int32) % n_classes)
-    x = centres[y] + jax.random.normal(key_x, (n, n_features))
-    return dataset(x, y, name="synthetic classification")
+    return centres[y] + jax.random.normal(key_x, (n, n_features)), y
 
 
 def minibatch(
