@@ -1,1 +1,79 @@
-"""jdl.optim."""
+"""jdl.optim: the course's optimizers as optax gradient transformations.
+
+Aliases (``adam``, ``nesterov``, ...) chain a building block (``scale_by_adam``, ...) with the
+negative learning rate; the blocks are exported so that users can compose their own.
+"""
+
+from jdl.optim.aliases import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    aggmo,
+    amsgrad,
+    momentum,
+    nadam,
+    nesterov,
+    qhadam,
+    qhm,
+    sgd,
+)
+from jdl.optim.schedules import time_constant_decay
+from jdl.optim.transforms import (
+    AdadeltaState,
+    AdagradState,
+    AdamaxState,
+    AdamState,
+    AggMoState,
+    AmsgradState,
+    MomentumState,
+    NadamState,
+    QHMState,
+    scale_by_adadelta,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_aggmo,
+    scale_by_amsgrad,
+    scale_by_momentum,
+    scale_by_nadam,
+    scale_by_qhadam,
+    scale_by_qhm,
+)
+
+__all__ = [
+    "AdadeltaState",
+    "AdagradState",
+    "AdamState",
+    "AdamaxState",
+    "AggMoState",
+    "AmsgradState",
+    "MomentumState",
+    "NadamState",
+    "QHMState",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "aggmo",
+    "amsgrad",
+    "momentum",
+    "nadam",
+    "nesterov",
+    "qhadam",
+    "qhm",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_aggmo",
+    "scale_by_amsgrad",
+    "scale_by_momentum",
+    "scale_by_nadam",
+    "scale_by_qhadam",
+    "scale_by_qhm",
+    "sgd",
+    "time_constant_decay",
+]

@@ -1,0 +1,67 @@
+"""Construction-time checks of optimizer hyper-parameters.
+
+Concrete values (Python numbers, NumPy or concrete JAX arrays) are checked against their allowed
+interval and rejected with a ``ValueError`` naming the argument and the interval. Traced values
+(inside ``jit``/``vmap``/``grad``) are not checked and never branched on, so a factory such as
+``lambda hp: jdl.optim.adam(hp["learning_rate"])`` can be vmapped.
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def check_interval(
+    name: str,
+    value: Any,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = True,
+) -> None:
+    """Raise ``ValueError`` unless every element of a concrete ``value`` lies in the interval.
+
+    The interval is ``[low, high)`` by default; ``low_open`` / ``high_open`` choose which ends are
+    excluded. A traced ``value`` is accepted as it is.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: a Python number, a NumPy array or a JAX array (concrete or traced).
+      low: lower end of the interval.
+      high: upper end of the interval (``inf`` for none).
+      low_open: exclude ``low`` itself.
+      high_open: exclude ``high`` itself.
+
+    Raises:
+      TypeError: ``value`` is not a real number or an array of real numbers.
+      ValueError: a concrete element lies outside the interval (NaN always does).
+    """
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, bool) or callable(value) or isinstance(value, str | bytes):
+        raise TypeError(f"{name} must be a real number or an array of them, got {value!r}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{name} must be a real number or an array of them, got {value!r}"
+        ) from error
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real number or an array of them, got {value!r}")
+    array = array.astype(np.float64)
+    above = array > low if low_open else array >= low
+    below = array < high if high_open else array <= high
+    if not np.all(above & below):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def check_learning_rate(learning_rate: Any) -> None:
+    """Check a learning rate: a schedule ``count -> value`` (not checked) or a value >= 0."""
+    if isinstance(learning_rate, Callable) and not isinstance(learning_rate, jax.Array):
+        return
+    check_interval("learning_rate", learning_rate, 0.0)
