@@ -1,0 +1,249 @@
+"""Tests for jdl.regularizers: hand-computed values, gradients, jit/vmap, errors."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jdl import regularizers as R  # noqa: N812
+
+PARAMS = {
+    "dense": {"kernel": jnp.array([[1.0, -2.0], [3.0, 0.0]]), "bias": jnp.array([5.0, 5.0])},
+    "out": {"kernel": jnp.array([[-1.0], [2.0]]), "bias": jnp.array([7.0])},
+}
+
+
+def _sigmoid_layer(W, b):
+    return lambda x: jax.nn.sigmoid(x @ W + b[None])
+
+
+def test_weight_penalties_hand_values_and_masks():
+    # kernels only: squares 1+4+9+0 + 1+4 = 19, absolute values 1+2+3+0 + 1+2 = 9
+    assert float(R.l2_penalty(PARAMS, 0.1)) == pytest.approx(0.5 * 0.1 * 19)
+    assert float(R.l1_penalty(PARAMS, 0.1)) == pytest.approx(0.1 * 9)
+    # every leaf: the biases add 25+25+49 = 99 squares and 5+5+7 = 17 absolute values
+    assert float(R.l2_penalty(PARAMS, 1.0, mask=None)) == pytest.approx(0.5 * 118)
+    assert float(R.l1_penalty(PARAMS, 1.0, mask=None)) == pytest.approx(26)
+    # an optax-style prefix mask and a callable mask
+    prefix = {"dense": True, "out": False}
+    assert float(R.l2_penalty(PARAMS, 1.0, mask=prefix)) == pytest.approx(0.5 * (14 + 50))
+    biases = lambda p: jax.tree_util.tree_map(lambda x: x.ndim == 1, p)  # noqa: E731
+    assert float(R.l1_penalty(PARAMS, 2.0, mask=biases)) == pytest.approx(2 * 17)
+    assert R.kernels_only(PARAMS) == {
+        "dense": {"kernel": True, "bias": False},
+        "out": {"kernel": True, "bias": False},
+    }
+    # grad of (lambda/2)||w||^2 is lambda * w on the kernels and 0 on the biases
+    grads = jax.grad(R.l2_penalty)(PARAMS, 0.3)
+    np.testing.assert_allclose(grads["dense"]["kernel"], 0.3 * PARAMS["dense"]["kernel"])
+    np.testing.assert_array_equal(grads["out"]["bias"], jnp.zeros(1))
+    grads = jax.grad(R.l1_penalty)(PARAMS, 0.5)
+    np.testing.assert_allclose(grads["out"]["kernel"], jnp.array([[-0.5], [0.5]]))
+    with pytest.raises(ValueError, match="mask must have the structure"):
+        R.l2_penalty(PARAMS, 1.0, mask={"dense": True})
+    with pytest.raises(TypeError, match="concrete booleans"):
+        R.l1_penalty(PARAMS, 1.0, mask={"dense": jnp.array([True, False]), "out": True})
+
+
+def test_activation_and_output_penalties_hand_values():
+    h = jnp.array([[1.0, -2.0], [0.0, 3.0]])
+    assert float(R.activation_l1(h, 0.5)) == pytest.approx(0.5 * (3 + 3) / 2)
+    y = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    assert float(R.output_penalty(y, 2.0)) == pytest.approx(2.0 * (5 + 25) / 2)
+    h = jnp.array([[0.2, 0.5], [0.4, 0.5]])  # rho_hat = (0.3, 0.5)
+
+    def kl(r, q):
+        return r * math.log(r / q) + (1 - r) * math.log((1 - r) / (1 - q))
+
+    expected = 3.0 * (kl(0.1, 0.3) + kl(0.1, 0.5))
+    assert float(R.kl_sparsity(h, 0.1, 3.0)) == pytest.approx(expected, rel=1e-5)
+    # zero, with zero gradient, when every unit's mean activation is rho
+    at_target = jnp.full((3, 4), 0.2)
+    assert float(R.kl_sparsity(at_target, 0.2)) == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(jax.grad(R.kl_sparsity)(at_target, 0.2), 0.0, atol=1e-5)
+    # a dead unit gives a finite penalty
+    assert np.isfinite(float(R.kl_sparsity(jnp.zeros((2, 3)), 0.05)))
+    with jax.enable_x64(True):
+        h64 = jnp.array([[0.2, 0.7], [0.4, 0.6], [0.1, 0.3]], jnp.float64)
+
+        @jax.jit
+        def total(a):
+            return (
+                R.kl_sparsity(a, 0.1, 2.0)
+                + R.activation_l1(a, 2.0)
+                + R.output_penalty(a, 2.0)
+                + R.l2_penalty(a, 0.7, mask=None)
+                + R.l1_penalty(a, 0.7, mask=None)
+            )
+
+        check_grads(total, (h64,), order=1, modes=("rev",))
+
+
+def test_jacobian_penalty_matches_sigmoid_closed_form():
+    key_w, key_x = jax.random.split(jax.random.key(0))
+    x = jax.random.uniform(key_x, (3, 5))
+    # d_out < d_in uses jacrev, d_out > d_in jacfwd: both must equal the closed form
+    for d_hidden in (2, 7):
+        W = jax.random.normal(key_w, (5, d_hidden))
+        b = 0.1 * jnp.arange(d_hidden, dtype=jnp.float32)
+        h = _sigmoid_layer(W, b)(x)
+        hn, Wn = np.asarray(h, np.float64), np.asarray(W, np.float64)
+        # ||J_n||_F^2 = sum_j (h_nj (1 - h_nj))^2 sum_i W_ij^2, written out as loops
+        closed = np.mean(
+            [
+                sum(
+                    (hn[n, j] * (1 - hn[n, j])) ** 2 * np.sum(Wn[:, j] ** 2)
+                    for j in range(d_hidden)
+                )
+                for n in range(3)
+            ]
+        )
+        exact, formula = jax.jit(
+            lambda W, b: (
+                R.jacobian_penalty(_sigmoid_layer(W, b), x, 0.5),
+                R.sigmoid_contractive_penalty(_sigmoid_layer(W, b)(x), W, 0.5),
+            )
+        )(W, b)
+        assert float(exact) == pytest.approx(0.5 * closed, rel=1e-5)
+        assert float(formula) == pytest.approx(0.5 * closed, rel=1e-5)
+    # the contractive penalty's gradient with respect to the weights (second-order autodiff)
+    with jax.enable_x64(True):
+        W64, x64 = np.asarray(W, np.float64), np.asarray(x, np.float64)
+        penalty = jax.jit(lambda w: R.jacobian_penalty(_sigmoid_layer(w, jnp.zeros(7)), x64))
+        check_grads(penalty, (W64,), order=1, modes=("rev",))
+
+
+def test_jacobian_estimate_is_unbiased():
+    key = jax.random.key(1)
+    W = jax.random.normal(key, (4, 3))
+    x = jax.random.uniform(jax.random.key(2), (2, 4))
+    f = _sigmoid_layer(W, jnp.zeros(3))
+
+    @jax.jit
+    def all_estimates(key):
+        many = {
+            f"{mode}-{probe}": R.jacobian_penalty_estimate(
+                f, x, key, num_probes=20000, mode=mode, probe=probe
+            )
+            for mode, probe in (("jvp", "rademacher"), ("vjp", "normal"))
+        }
+        # a diagonal Jacobian: one Rademacher probe (v_i^2 = 1) is already exact
+        diagonal = {
+            mode: R.jacobian_penalty_estimate(jnp.tanh, x, key, 2.0, mode=mode)
+            for mode in ("jvp", "vjp")
+        }
+        single = R.jacobian_penalty_estimate(f, x, key, probe="normal")
+        return R.jacobian_penalty(f, x), R.jacobian_penalty(jnp.tanh, x), many, diagonal, single
+
+    exact, tanh_exact, many, diagonal, single = all_estimates(key)
+    for name, value in many.items():
+        assert float(value) == pytest.approx(float(exact), rel=0.05), name
+    hand = float(np.mean(np.sum((1 - np.tanh(np.asarray(x)) ** 2) ** 2, axis=1)))
+    assert float(tanh_exact) == pytest.approx(hand, rel=1e-5)
+    for mode, value in diagonal.items():
+        assert float(value) == pytest.approx(2.0 * hand, rel=1e-5), mode
+    # one Gaussian probe is random: another key, another estimate
+    assert float(all_estimates(jax.random.key(4))[4]) != float(single)
+
+
+def test_weight_jacobian_penalty_linear_model():
+    # y_n = x_n . w + b: dy/dw = x_n, dy/db = 1
+    x = jnp.array([[1.0, 2.0], [3.0, -1.0], [0.0, 2.0]])
+    params = {"kernel": jnp.array([[0.5], [-1.5]]), "bias": jnp.array([0.2])}
+
+    def model(p, xb):
+        return xb @ p["kernel"] + p["bias"][None]
+
+    norms = (5.0 + 10.0 + 4.0) / 3
+    assert float(R.weight_jacobian_penalty(model, params, x, 0.5)) == pytest.approx(0.5 * norms)
+    assert float(R.weight_jacobian_penalty(model, params, x, mask=None)) == pytest.approx(norms + 1)
+
+    # a nonlinear model: gradient of the penalty with respect to the parameters
+    def tanh_model(p, xb):
+        return jnp.tanh(xb @ p["kernel"] + p["bias"][None])
+
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+        x64 = np.asarray(x, np.float64)
+        penalty = jax.jit(lambda p: R.weight_jacobian_penalty(tanh_model, p, x64))
+        check_grads(penalty, (p64,), order=1, modes=("rev",))
+
+
+def test_coefficients_are_data_jit_and_vmap():
+    coefficients = jnp.array([0.0, 0.5, 2.0])
+    h = jnp.array([[0.2, 0.5], [0.4, 0.5]])
+    x = jnp.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    f = jnp.sin
+    key = jax.random.key(0)
+    penalties = {
+        "l2": lambda c: R.l2_penalty(PARAMS, c),
+        "l1": lambda c: R.l1_penalty(PARAMS, c),
+        "activation_l1": lambda c: R.activation_l1(h, c),
+        "kl": lambda c: R.kl_sparsity(h, 0.1, c),
+        "output": lambda c: R.output_penalty(h, c),
+        "jacobian": lambda c: R.jacobian_penalty(f, x, c),
+        "estimate": lambda c: R.jacobian_penalty_estimate(f, x, key, c, num_probes=2),
+        "sigmoid": lambda c: R.sigmoid_contractive_penalty(h, x[:, :2], c),
+        "weights": lambda c: R.weight_jacobian_penalty(lambda p, z: z @ p, x.T, x, c),
+    }
+
+    @jax.jit
+    def unit_and_batched(cs, rhos):
+        values = {name: (p(1.0), jax.vmap(p)(cs)) for name, p in penalties.items()}
+        # rho is data too
+        values["rho"] = (R.kl_sparsity(h, 0.3), jax.vmap(lambda r: R.kl_sparsity(h, r))(rhos))
+        return values
+
+    values = unit_and_batched(coefficients, jnp.array([0.1, 0.3]))
+    for name, (unit, batched) in values.items():
+        if name != "rho":
+            np.testing.assert_allclose(batched, coefficients * unit, rtol=1e-6, err_msg=name)
+    unit, by_rho = values["rho"]
+    np.testing.assert_allclose(by_rho, [values["kl"][0], unit], rtol=1e-6)
+    # a new coefficient value does not recompile
+    jitted = jax.jit(R.l2_penalty)
+    jitted(PARAMS, 0.1)
+    jitted(PARAMS, 0.7)
+    assert jitted._cache_size() == 1
+
+
+def test_errors():
+    h = jnp.ones((2, 3))
+    x = jnp.ones((2, 3))
+    key = jax.random.key(0)
+    calls = {
+        "l2": lambda c: R.l2_penalty(PARAMS, c),
+        "l1": lambda c: R.l1_penalty(PARAMS, c),
+        "activation_l1": lambda c: R.activation_l1(h, c),
+        "kl": lambda c: R.kl_sparsity(h * 0.5, 0.1, c),
+        "output": lambda c: R.output_penalty(h, c),
+        "jacobian": lambda c: R.jacobian_penalty(jnp.sin, x, c),
+        "estimate": lambda c: R.jacobian_penalty_estimate(jnp.sin, x, key, c),
+        "sigmoid": lambda c: R.sigmoid_contractive_penalty(h, x, c),
+        "weights": lambda c: R.weight_jacobian_penalty(lambda p, z: z @ p, x.T, x, c),
+    }
+    for name, call in calls.items():
+        for bad in (-0.1, jnp.array(-1.0), float("nan")):
+            with pytest.raises(ValueError, match="coefficient must be a finite number >= 0"):
+                call(bad)
+        with pytest.raises(ValueError, match="coefficient must be a scalar"):
+            call(jnp.array([0.1, 0.2]))
+        assert np.isfinite(float(call(0.0))), name
+    for rho in (0.0, 1.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="0 < rho < 1"):
+            R.kl_sparsity(h, rho)
+    with pytest.raises(ValueError, match="leading batch axis"):
+        R.activation_l1(jnp.array(1.0))
+    with pytest.raises(ValueError, match="leading batch axis"):
+        R.jacobian_penalty(jnp.sin, jnp.ones((0, 3)))
+    with pytest.raises(ValueError, match="num_probes must be an integer >= 1"):
+        R.jacobian_penalty_estimate(jnp.sin, x, key, num_probes=0)
+    with pytest.raises(ValueError, match="mode must be"):
+        R.jacobian_penalty_estimate(jnp.sin, x, key, mode="forward")
+    with pytest.raises(ValueError, match="probe must be"):
+        R.jacobian_penalty_estimate(jnp.sin, x, key, probe="uniform")
+    with pytest.raises(ValueError, match=r"h must be \(N, d_h\) and kernel \(d_in, d_h\)"):
+        R.sigmoid_contractive_penalty(h, jnp.ones((3, 4)))
