@@ -1,0 +1,221 @@
+"""Early stopping as a pure init/update pair over a NamedTuple state.
+
+The state is a pytree of arrays, and ``update`` uses ``jnp.where`` only, so it runs under
+``jax.jit`` and ``jax.vmap``: a population of runs stops member by member, and every numeric
+hyper-parameter (``patience``, ``min_delta``, ``patience_increase``, ``baseline``,
+``start_step``, ``divergence_threshold``) may be a traced array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+Params = Any
+
+
+class EarlyStoppingState(NamedTuple):
+    """State of early stopping (one run; a population has a leading member axis).
+
+    Attributes:
+      best_metric: best monitored value seen so far (+inf in "min" mode, -inf in "max" mode
+        before the first improvement).
+      best_step: step of ``best_metric``; -1 before the first improvement.
+      best_params: parameters at ``best_step`` (the initial parameters before any improvement).
+      deadline: training stops at the first update with ``step >= deadline``.
+      should_stop: true once training should stop; it stays true.
+      diverged: true when it stopped because of a non-finite value or the divergence
+        threshold (the training step sets it too on a non-finite training loss).
+    """
+
+    best_metric: jax.Array  # shape=(), float32
+    best_step: jax.Array  # shape=(), int32
+    best_params: Params
+    deadline: jax.Array  # shape=(), int32
+    should_stop: jax.Array  # shape=(), bool
+    diverged: jax.Array  # shape=(), bool
+
+
+class EarlyStopping(NamedTuple):
+    """An early-stopping rule: ``init(params) -> state`` and
+    ``update(state, metric, step, params) -> state``, both pure."""
+
+    init: Callable[[Params], EarlyStoppingState]
+    update: Callable[[EarlyStoppingState, ArrayLike, ArrayLike, Params], EarlyStoppingState]
+
+
+def _check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    allow_none: bool = False,
+) -> None:
+    """Validates a concrete Python number; arrays (possibly traced) pass through."""
+    if value is None:
+        if allow_none:
+            return
+        raise TypeError(f"{name} must be a number, got None")
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got a bool")
+    if isinstance(value, int | float):
+        too_low = value <= low if low_open else value < low
+        if math.isnan(value) or too_low or value >= high:
+            bracket = "(" if low_open else "["
+            raise ValueError(f"{name} must be in {bracket}{low}, {high}), got {value}")
+        return
+    if not isinstance(value, jax.Array | np.ndarray | np.number):
+        raise TypeError(f"{name} must be a number or an array, got {type(value).__name__}")
+
+
+def early_stopping(
+    patience: ArrayLike,
+    *,
+    min_delta: ArrayLike = 0.0,
+    relative: bool = False,
+    mode: str = "min",
+    patience_increase: ArrayLike | None = None,
+    baseline: ArrayLike | None = None,
+    start_step: ArrayLike = 0,
+    stop_on_nonfinite: bool = True,
+    divergence_threshold: ArrayLike | None = None,
+) -> EarlyStopping:
+    r"""Early stopping with a deadline: Keras's patience or Bengio's multiplicative increase.
+
+    With the monitored metric :math:`m_t` at step :math:`t` ("min" mode; "max" mirrors it),
+    an improvement is
+
+    .. math::
+        m_t < m^* - \delta \quad\text{or, relative,}\quad m_t < m^* (1 - \delta),
+
+    and, when a baseline :math:`b` is given, also :math:`m_t` beating :math:`b` by the same
+    rule. On an improvement :math:`m^* \leftarrow m_t`, :math:`t^* \leftarrow t`, the best
+    parameters are kept, and the deadline :math:`T` grows:
+
+    .. math::
+        T \leftarrow \max(T, t + p) \;\text{(Keras, "t + constant")}
+        \qquad\text{or}\qquad
+        T \leftarrow \max(T, \lceil t \cdot k \rceil) \;\text{(Bengio, "t x constant")}.
+
+    Initially :math:`T = t_0 + p` with :math:`t_0` = ``start_step``. Training stops at the
+    first update with :math:`t \ge T`, immediately on a non-finite metric (when
+    ``stop_on_nonfinite``), and immediately when the metric is worse than
+    ``divergence_threshold``; the last two also set ``diverged``. Once stopped, the state no
+    longer changes. Updates with :math:`t < t_0` are ignored, except that a non-finite or
+    diverging metric still stops (a run that blew up never recovers).
+
+    With ``patience=3`` and metrics ``[1.0, 0.9, 0.95, 0.95, 0.95]`` at steps 0..4, training
+    stops at step 4 and the best step is 1, as Keras's ``EarlyStopping(patience=3)`` does
+    (flax's ``EarlyStopping`` stops one update later).
+
+    Args:
+      patience: :math:`p > 0`, in the caller's unit of ``step`` (evaluations or iterations).
+      min_delta: :math:`\delta \ge 0`, absolute (or relative, then in [0, 1)) improvement.
+      relative: compare against :math:`m^*(1 \mp \delta)` instead of :math:`m^* \mp \delta`.
+      mode: "min" (a loss) or "max" (an accuracy).
+      patience_increase: :math:`k > 1`; when given, the deadline grows multiplicatively.
+      baseline: a metric that does not beat it is not an improvement.
+      start_step: :math:`t_0 \ge 0`; earlier updates are ignored.
+      stop_on_nonfinite: stop (and flag ``diverged``) on a NaN or infinite metric.
+      divergence_threshold: stop (and flag ``diverged``) when the metric is worse than it.
+
+    Returns:
+      An :class:`EarlyStopping` ``(init, update)`` pair; ``update(state, metric, step,
+      params)`` is pure and works under ``jax.jit`` and ``jax.vmap``.
+
+    Example::
+
+      >>> es = early_stopping(3)
+      >>> state = es.init({"w": jnp.zeros(2)})
+      >>> for t, m in enumerate([1.0, 0.9, 0.95, 0.95, 0.95]):
+      ...     state = es.update(state, m, t, {"w": jnp.full(2, t)})
+      >>> bool(state.should_stop), int(state.best_step)
+      (True, 1)
+
+    References:
+      Keras 3 ``keras.callbacks.EarlyStopping``; Lightning ``EarlyStopping``
+      (``check_finite``, ``divergence_threshold``); Y. Bengio, "Practical recommendations for
+      gradient-based training of deep architectures", 2012, arXiv:1206.5533, section 3.1.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f'mode must be "min" or "max", got {mode!r}')
+    _check_number("patience", patience, low=0.0, low_open=True)
+    _check_number("min_delta", min_delta, low=0.0, high=1.0 if relative else math.inf)
+    _check_number("patience_increase", patience_increase, low=1.0, low_open=True, allow_none=True)
+    _check_number("start_step", start_step, low=0.0)
+    _check_number("baseline", baseline, low=-math.inf, allow_none=True)
+    _check_number("divergence_threshold", divergence_threshold, low=-math.inf, allow_none=True)
+    # Work in "min" form internally: a "max" metric m is compared as -m.
+    sign = 1.0 if mode == "min" else -1.0
+
+    def beats(metric: jax.Array, reference: jax.Array) -> jax.Array:
+        """metric < reference - delta (or reference * (1 - delta)), both in "min" form."""
+        if relative:
+            # In "min" form a "max" metric's best*(1 + delta) is -(-best)*(1 + delta).
+            factor = 1.0 - sign * jnp.asarray(min_delta, jnp.float32)
+            return metric < reference * factor
+        return metric < reference - jnp.asarray(min_delta, jnp.float32)
+
+    def init(params: Params) -> EarlyStoppingState:
+        return EarlyStoppingState(
+            best_metric=jnp.asarray(sign * jnp.inf, jnp.float32),
+            best_step=jnp.asarray(-1, jnp.int32),
+            best_params=params,
+            deadline=_to_step(jnp.asarray(start_step) + jnp.asarray(patience)),
+            should_stop=jnp.asarray(False),
+            diverged=jnp.asarray(False),
+        )
+
+    def update(
+        state: EarlyStoppingState, metric: ArrayLike, step: ArrayLike, params: Params
+    ) -> EarlyStoppingState:
+        metric = jnp.asarray(metric, jnp.float32)
+        step = jnp.asarray(step, jnp.int32)
+        m = sign * metric
+        best = sign * state.best_metric
+        # The first finite value is always an improvement (inf * (1 - delta) handles itself).
+        improved = jnp.isfinite(m) & (jnp.isinf(best) | beats(m, best))
+        if baseline is not None:
+            improved = improved & beats(m, sign * jnp.asarray(baseline, jnp.float32))
+        active = (step >= jnp.asarray(start_step)) & ~state.should_stop
+        improved = improved & active
+        if patience_increase is None:
+            grown = step + _to_step(patience)
+        else:
+            grown = _to_step(step.astype(jnp.float32) * jnp.asarray(patience_increase))
+        deadline = jnp.where(improved, jnp.maximum(state.deadline, grown), state.deadline)
+        diverged = jnp.zeros((), bool)
+        if stop_on_nonfinite:
+            diverged = diverged | ~jnp.isfinite(metric)
+        if divergence_threshold is not None:
+            diverged = diverged | (m > sign * jnp.asarray(divergence_threshold, jnp.float32))
+        diverged = diverged & ~state.should_stop
+        should_stop = state.should_stop | diverged | (active & (step >= deadline))
+        return EarlyStoppingState(
+            best_metric=jnp.where(improved, metric, state.best_metric),
+            best_step=jnp.where(improved, step, state.best_step),
+            best_params=jax.tree.map(
+                lambda new, old: jnp.where(improved, new, old), params, state.best_params
+            ),
+            deadline=deadline,
+            should_stop=should_stop,
+            diverged=state.diverged | diverged,
+        )
+
+    return EarlyStopping(init, update)
+
+
+def _to_step(value: ArrayLike) -> jax.Array:
+    """Rounds a (possibly fractional) step count up to an int32: t >= x iff t >= ceil(x)."""
+    value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.integer):
+        return value.astype(jnp.int32)
+    return jnp.ceil(value).astype(jnp.int32)

@@ -1,0 +1,83 @@
+"""The state of one training run as a pytree: everything a compiled chunk reads and writes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jdl.data import Dataset
+from jdl.train.early_stopping import EarlyStopping, EarlyStoppingState
+
+Params = Any
+Aux = dict[str, jax.Array]
+LossFn = Callable[[Params, Dataset, jax.Array], tuple[jax.Array, Aux]]
+"""``loss_fn(params, batch, key) -> (loss, aux)``: a scalar loss and a dict of scalars."""
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during a run; a pytree, so it passes through ``jit`` and ``vmap``.
+
+    The run's randomness is a pure function of ``key`` and ``step``: the data order uses
+    ``fold_in(key, 0)`` and the loss function's key at step t is
+    ``fold_in(fold_in(key, 1), t)``, so the same key gives the same run, and a run resumed from
+    a saved state continues exactly as if it had not stopped.
+
+    Attributes:
+      step: optimizer steps taken t.
+      params: the model parameters theta_t.
+      opt_state: the optimizer's state.
+      stop: the early-stopping state (best parameters, deadline, should_stop, diverged).
+      key: the run's PRNG key (never split and stored: per-step keys are derived).
+    """
+
+    step: jax.Array  # shape=(), int32
+    params: Params
+    opt_state: optax.OptState
+    stop: EarlyStoppingState
+    key: jax.Array  # a PRNG key
+
+
+def init_state(
+    params: Params,
+    tx: optax.GradientTransformation,
+    early_stopping: EarlyStopping,
+    key: jax.Array | int,
+) -> TrainState:
+    """The state of a run at step 0: ``TrainState(0, theta_0, tx.init(theta_0), es.init(theta_0),
+    key)``.
+
+    Args:
+      params: the initial parameters theta_0 (a pytree of arrays).
+      tx: the optimizer.
+      early_stopping: the early-stopping rule (see `jdl.train.early_stopping`).
+      key: a PRNG key (``jax.random.key(seed)``) or an int seed.
+
+    Returns:
+      A `TrainState`. It shares no buffer with ``params``: a compiled chunk may donate it.
+
+    Raises:
+      TypeError: ``tx`` or ``early_stopping`` of the wrong kind, or ``key`` not a key or an int.
+    """
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
+    if not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(
+            "early_stopping must be built by jdl.train.early_stopping, got "
+            f"{type(early_stopping).__name__}"
+        )
+    if isinstance(key, int) and not isinstance(key, bool):
+        key = jax.random.key(key)
+    elif not isinstance(key, jax.Array):
+        raise TypeError(f"key must be a PRNG key or an int seed, got {type(key).__name__}")
+    params = jax.tree.map(jnp.array, params)  # own copies, safe to donate
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        stop=early_stopping.init(jax.tree.map(jnp.array, params)),
+        key=key,
+    )

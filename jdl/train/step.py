@@ -1,0 +1,94 @@
+"""One optimizer step as a pure function of the state: batch -> value_and_grad -> update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jdl.data import Dataset, minibatch
+from jdl.train.state import LossFn, TrainState
+
+StepFn = Callable[[TrainState, Dataset], tuple[TrainState, jax.Array]]
+
+
+def data_key(key: jax.Array) -> jax.Array:
+    """The key of the run's data order: ``fold_in(key, 0)``."""
+    return jax.random.fold_in(key, 0)
+
+
+def step_key(key: jax.Array, step: jax.Array) -> jax.Array:
+    """The loss function's key at step t: ``fold_in(fold_in(key, 1), t)``."""
+    return jax.random.fold_in(jax.random.fold_in(key, 1), step)
+
+
+def train_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    batch_size: int,
+    num_steps: int | None = None,
+) -> StepFn:
+    r"""The training step: one mini-batch gradient step, pure and jit/vmap-safe.
+
+    .. math::
+        B_t = \text{minibatch}(D, k_{data}, t), \quad
+        (L_t, g_t) = (L, \nabla_\theta L)(\theta_t; B_t, k_t), \quad
+        (u_t, s_{t+1}) = \text{tx.update}(g_t, s_t, \theta_t), \quad
+        \theta_{t+1} = \theta_t + u_t,
+
+    with :math:`k_{data} = \text{fold\_in}(k, 0)` and
+    :math:`k_t = \text{fold\_in}(\text{fold\_in}(k, 1), t)` derived from the run's key.
+
+    A frozen run (``state.stop.should_stop`` set, or ``t >= num_steps``) is returned unchanged
+    (selected with ``jnp.where``, so a population under ``vmap`` freezes member by member).
+    A non-finite :math:`L_t` does not apply the update; it sets ``should_stop`` and
+    ``diverged`` instead.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``.
+      tx: the optimizer (its hyper-parameters may be traced values).
+      batch_size: mini-batch size B (a Python int: it fixes a shape).
+      num_steps: when given, steps at ``t >= num_steps`` are no-ops (whole chunks of a fixed
+        length can then end a run of any length).
+
+    Returns:
+      ``step_fn(state, data) -> (state, loss)``; ``loss`` is :math:`L_t` (evaluated also for a
+      frozen run, whose state it does not change).
+
+    References:
+      L. Bottou, "Stochastic Gradient Descent Tricks", 2012; optax's
+      ``GradientTransformation`` / ``apply_updates`` protocol.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if num_steps is not None and (
+        isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0
+    ):
+        raise ValueError(f"num_steps must be a non-negative int or None, got {num_steps!r}")
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step_fn(state: TrainState, data: Dataset) -> tuple[TrainState, jax.Array]:
+        batch = minibatch(data, data_key(state.key), state.step, batch_size)
+        (loss, _aux), grads = grad_fn(state.params, batch, step_key(state.key, state.step))
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss)
+        frozen = state.stop.should_stop
+        if num_steps is not None:
+            frozen = frozen | (state.step >= num_steps)
+        keep = frozen | ~finite
+        step, params, opt_state = jax.tree.map(
+            lambda old, upd: jnp.where(keep, old, upd),
+            (state.step, state.params, state.opt_state),
+            (state.step + 1, params, opt_state),
+        )
+        blown = ~frozen & ~finite
+        stop = state.stop._replace(
+            should_stop=state.stop.should_stop | blown, diverged=state.stop.diverged | blown
+        )
+        return TrainState(step, params, opt_state, stop, state.key), loss
+
+    return step_fn
