@@ -388,7 +388,8 @@ def synthetic_classification(
     """Gaussian blobs: one isotropic unit-variance Gaussian per class.
 
     Class centres mu_c ~ N(0, separation^2 I_d) are drawn once from the key; the labels are
-    balanced (y_i = i mod C, then shuffled) and x_i ~ N(mu_{y_i}, I_d). A larger ``separation``
+    balanced and interleaved, y_i = i mod C (so any prefix is balanced too), and
+    x_i ~ N(mu_{y_i}, I_d). A larger ``separation``
     makes the classes easier to tell apart.
 
     Args:
@@ -413,9 +414,9 @@ def synthetic_classification(
 def _blob_arrays(
     key: jax.Array, separation: jax.typing.ArrayLike, n: int, n_classes: int, n_features: int
 ) -> tuple[jax.Array, jax.Array]:
-    key_mu, key_y, key_x = jax.random.split(key, 3)
+    key_mu, key_x = jax.random.split(key)
     centres = separation * jax.random.normal(key_mu, (n_classes, n_features))
-    y = jax.random.permutation(key_y, jnp.arange(n, dtype=jnp.int32) % n_classes)
+    y = jnp.arange(n, dtype=jnp.int32) % n_classes
     return centres[y] + jax.random.normal(key_x, (n, n_features)), y
 
 
