@@ -51,12 +51,6 @@ def run(tx: optax.GradientTransformation, params: dict, steps: int) -> dict:
     return jax.tree.map(lambda p0, rest: jnp.concatenate([p0[None], rest]), params, path)
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def test_every_optimizer_has_a_golden_case():
     names = {case["optimizer"] for case in META["cases"].values()}
     aliases = {
