@@ -1,0 +1,278 @@
+"""Learning-rate search: many training runs of an MLP on digits as one compiled program.
+
+    python -m experiments.lr_search [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0]
+        [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
+        [--patience N] [--devices N] [--out DIR]
+        [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
+
+Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
+digits data with `jdl.search.Search` (one ``jit(vmap(...))`` over the whole population, sharded
+over ``--devices``), prints the table (per member, or aggregated over seeds) and the best
+learning rate, and writes ``results.json``, ``results.csv``, ``lr_curve.png`` (final validation
+loss against the learning rate: the course's too small / just right / too large curve) and
+``curves.png`` (loss curves of every member) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+from flax import nnx
+
+import jdl.optim
+from jdl.data import Dataset, digits
+from jdl.losses import accuracy, softmax_cross_entropy
+from jdl.models import MLP, functional
+from jdl.search import Search, initialize_distributed, log_grid, population
+from jdl.search.report import (
+    aggregate,
+    best_config,
+    format_table,
+    plot_curves,
+    plot_lr_curve,
+    records,
+    write_csv,
+    write_json,
+)
+from jdl.train import early_stopping
+
+OPTIMIZERS = (
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "aggmo",
+    "amsgrad",
+    "momentum",
+    "nadam",
+    "nesterov",
+    "qhadam",
+    "qhm",
+    "sgd",
+)
+NUM_CLASSES = 10
+MEMBER_KEYS = (
+    "learning_rate",
+    "seed",
+    "final_train_loss",
+    "best_val_loss",
+    "best_step",
+    "val_accuracy",
+    "test_accuracy",
+    "stopped_early",
+    "diverged",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The search: optimizer, log grid of learning rates, seeds, training and devices."""
+
+    optimizer: str = "adam"
+    lr_min: float = 1e-4
+    lr_max: float = 1.0
+    num_lrs: int = 16
+    seeds: int = 1
+    steps: int = 1000
+    batch_size: int = 128
+    hidden: tuple[int, ...] = (128, 128)
+    patience: int = 200  # in optimizer steps
+    devices: int | None = None  # None: every device
+    out: str = "runs/lr_search"
+    distributed: bool = False
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive ints such as 128,128, got {text!r}"
+        ) from None
+    if not sizes or any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive ints, got {text!r}")
+    return sizes
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    d = Config()
+    p = _Parser(prog="python -m experiments.lr_search", description=__doc__.split("\n")[0])
+    p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
+    p.add_argument("--lr-min", type=float, default=d.lr_min)
+    p.add_argument("--lr-max", type=float, default=d.lr_max)
+    p.add_argument("--num-lrs", type=int, default=d.num_lrs)
+    p.add_argument("--seeds", type=int, default=d.seeds)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden sizes, e.g. 128,128")
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
+    p.add_argument("--devices", type=int, default=d.devices, help="default: every device")
+    p.add_argument("--out", default=d.out)
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-host run (jax.distributed.initialize) before anything else",
+    )
+    p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
+    a = p.parse_args(argv)
+    if a.optimizer not in OPTIMIZERS:
+        p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    for name in ("lr_min", "lr_max"):
+        v = getattr(a, name)
+        if not (math.isfinite(v) and v > 0):
+            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    if a.lr_min > a.lr_max:
+        p.error(f"--lr-min ({a.lr_min}) must not exceed --lr-max ({a.lr_max})")
+    for name in ("num_lrs", "seeds", "steps", "batch_size", "patience"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
+    if a.devices is not None and a.devices < 1:
+        p.error(f"--devices must be a positive int, got {a.devices}")
+    multi = (a.coordinator, a.num_processes, a.process_id)
+    if any(v is not None for v in multi):
+        if not a.distributed:
+            p.error("--coordinator, --num-processes and --process-id need --distributed")
+        if any(v is None for v in multi):
+            p.error("give --coordinator, --num-processes and --process-id together")
+        if a.num_processes < 1 or not 0 <= a.process_id < a.num_processes:
+            p.error(
+                f"need --num-processes >= 1 and 0 <= --process-id < --num-processes, got "
+                f"{a.num_processes} and {a.process_id}"
+            )
+    return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+def _use_devices(n: int | None) -> None:
+    """On a CPU-only machine, ask XLA for n host devices (possible before JAX's first use)."""
+    if n is None or n <= 1:
+        return
+    # Once the backend is up (an earlier call in this process), use the devices it has.
+    with contextlib.suppress(RuntimeError):
+        jax.config.update("jax_num_cpu_devices", n)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the search and writes its four files; returns the results dict of results.json."""
+    cfg = parse_args(argv)
+    if cfg.distributed:
+        initialize_distributed(cfg.coordinator, cfg.num_processes, cfg.process_id)
+    _use_devices(cfg.devices)
+    if cfg.devices is not None and cfg.devices > len(jax.devices()):
+        print(
+            f"python -m experiments.lr_search: error: --devices {cfg.devices} but only "
+            f"{len(jax.devices())} devices are available",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    splits = digits(seed=0)
+    if cfg.batch_size > splits.train.x.shape[0]:
+        print(
+            f"python -m experiments.lr_search: error: --batch-size {cfg.batch_size} exceeds the "
+            f"{splits.train.x.shape[0]} training examples",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
+    apply_fn, _ = functional(MLP(features, rngs=nnx.Rngs(0)))
+
+    def init_fn(key: jax.Array) -> Any:
+        return functional(MLP(features, rngs=nnx.Rngs(key)))[1]
+
+    def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
+        return softmax_cross_entropy(apply_fn(params, batch.x), batch.y), {}
+
+    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
+        logits = apply_fn(params, data.x)
+        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+
+    make_tx = getattr(jdl.optim, cfg.optimizer)
+    chunk_steps = max(1, cfg.steps // 20)
+    search = Search(
+        init_fn,
+        lambda hp: make_tx(hp["learning_rate"]),
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        batch_size=cfg.batch_size,
+        chunk_steps=chunk_steps,
+        # Twice the loss of a uniform guess, ln(10): worse than knowing nothing means diverged.
+        early_stopping=early_stopping(
+            cfg.patience, divergence_threshold=2.0 * math.log(NUM_CLASSES)
+        ),
+        devices=cfg.devices,
+    )
+    pop = population({"learning_rate": log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)}, cfg.seeds)
+    start = time.perf_counter()
+    result = search.run(pop, splits.train, splits.val, steps=cfg.steps, test=splits.test)
+    wall = time.perf_counter() - start
+    rows = records(result)
+    by = ["learning_rate"]
+    best = best_config(rows, by)
+    results = {
+        "config": dataclasses.asdict(cfg),
+        "members": [{k: row[k] for k in MEMBER_KEYS} for row in rows],
+        "best": best,
+        "timing": {
+            "compile_s": result.timing["compile_s"],
+            "run_s": result.timing["run_s"],
+            "member_steps_per_s": result.timing["member_steps_per_s"],
+        },
+        "devices": search.num_devices,
+    }
+    columns = [
+        "learning_rate",
+        "seed",
+        "best_val_loss",
+        "final_val_loss",
+        "val_accuracy",
+        "test_accuracy",
+        "best_step",
+        "stopped_early",
+        "diverged",
+    ]
+    table = format_table(rows, columns) if cfg.seeds == 1 else format_table(aggregate(rows, by))
+    if jax.process_index() == 0:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "results.json", results)
+        write_csv(out / "results.csv", rows)
+        plot_lr_curve(result, out / "lr_curve.png")
+        plot_curves(result, out / "curves.png")
+        print(table)
+        print(
+            f"\n{pop.num_members} members ({cfg.num_lrs} learning rates x {cfg.seeds} seeds) on "
+            f"{search.num_devices} device(s) in {wall:.1f} s (compile "
+            f"{result.timing['compile_s']:.1f} s, {result.timing['member_steps_per_s']:.0f} "
+            "member-steps/s)"
+        )
+        print(
+            f"best learning rate: {best['learning_rate']:.4g} (best validation loss "
+            f"{best['best_val_loss_mean']:.4f}, test accuracy {best['test_accuracy_mean']:.4f})"
+        )
+        print(f"wrote {out}/results.json, results.csv, lr_curve.png, curves.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()
