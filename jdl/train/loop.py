@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from jdl.data import Dataset
-from jdl.train.early_stopping import EarlyStopping
-from jdl.train.state import LossFn, Params, TrainState
+from jdl.train.checkpoint import Checkpoints
+from jdl.train.early_stopping import EarlyStopping, early_stopping
+from jdl.train.state import LossFn, Params, TrainState, init_state
 from jdl.train.step import train_step
 
 EvalFn = Callable[[Params, Dataset], dict[str, jax.Array]]
@@ -101,3 +107,182 @@ def make_chunk(
         return state._replace(stop=stop), metrics
 
     return chunk
+
+
+class FitResult(NamedTuple):
+    """What `fit` returns.
+
+    Attributes:
+      state: the final `TrainState` (``state.stop`` tells whether and why it stopped).
+      best_params: the parameters at the best monitored value (``state.stop.best_params``): the
+        restored model.
+      history: one entry per chunk, as Python lists: ``"step"`` (optimizer steps after the
+        chunk), ``"time_s"`` (training seconds so far, compilation excluded), ``"train_loss"``
+        and ``"val_" + k`` for each entry k of ``eval_fn``'s dict.
+    """
+
+    state: TrainState
+    best_params: Params
+    history: dict[str, list[float]]
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def fit(
+    loss_fn: LossFn,
+    params: Params,
+    tx: optax.GradientTransformation,
+    train: Dataset,
+    val: Dataset,
+    *,
+    eval_fn: EvalFn,
+    num_steps: int,
+    batch_size: int,
+    eval_every: int = 100,
+    early_stopping: EarlyStopping | None = None,
+    key: jax.Array | int = 0,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    callback: Callable[[TrainState, dict[str, float]], None] | None = None,
+) -> FitResult:
+    r"""Trains ``params`` in compiled chunks until ``num_steps`` or early stopping.
+
+    .. math::
+        \text{repeat: } (s, e) \leftarrow \text{chunk}(s, D_{train}, D_{val})
+        \text{ until } t \ge T \text{ or stop},
+
+    where ``chunk`` (`make_chunk`) runs ``eval_every`` steps in one ``lax.scan``, evaluates on
+    the validation data and updates early stopping. The chunk is compiled once, ahead of time,
+    for the whole run, with the state's buffers donated; Python only runs between chunks: the
+    progress bar (step, train loss, validation metrics), the history, checkpoints and the
+    ``callback``.
+
+    With ``checkpoint_dir`` the best parameters are saved whenever they improve and the whole
+    state (with the history) every ``checkpoint_every`` chunks and at the end; a call with the
+    same arguments resumes from the latest saved state, so a run killed between chunks ends
+    with the same parameters as an uninterrupted one.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``; ``key`` is the step's PRNG key
+        (dropout and other noise).
+      params: the initial parameters theta_0.
+      tx: the optimizer.
+      train: the training set (mini-batches are drawn from it in compiled code).
+      val: the validation set given to ``eval_fn``.
+      eval_fn: ``eval_fn(params, val) -> dict`` of scalars containing ``"loss"``, the monitored
+        value (``early_stopping`` decides its direction).
+      num_steps: the most optimizer steps T.
+      batch_size: mini-batch size.
+      eval_every: steps per chunk (between two evaluations); the last chunk of a T that is not
+        a multiple ends early without recompiling.
+      early_stopping: the rule (`jdl.train.early_stopping`, ``patience`` in optimizer
+        steps); None keeps the best parameters and stops only on a non-finite loss.
+      key: the run's PRNG key or int seed: it fixes the data order and every loss key.
+      progress: show a tqdm progress bar.
+      checkpoint_dir: where to save and resume from (None: no checkpoints).
+      checkpoint_every: save the whole state every this many chunks.
+      callback: ``callback(state, metrics)`` after each chunk (after the checkpoint); the state
+        is donated to the next chunk, so copy what you keep.
+
+    Returns:
+      `FitResult` ``(state, best_params, history)``.
+
+    Raises:
+      ValueError / TypeError: bad step counts, data or components, before anything compiles.
+
+    References:
+      jax.example_libraries-style compiled epochs; Keras ``fit`` with ``EarlyStopping`` and
+      ``restore_best_weights``; orbax-checkpoint for the checkpoints.
+    """
+    _positive_int("num_steps", num_steps)
+    _positive_int("eval_every", eval_every)
+    _positive_int("checkpoint_every", checkpoint_every)
+    for name, data in (("train", train), ("val", val)):
+        if not isinstance(data, Dataset):
+            raise TypeError(f"{name} must be a jdl.data.Dataset, got {type(data).__name__}")
+    if early_stopping is None:
+        early_stopping = _never_stops(num_steps)
+    chunk = make_chunk(
+        loss_fn,
+        tx,
+        batch_size=batch_size,
+        chunk_steps=min(int(eval_every), int(num_steps)),
+        eval_fn=eval_fn,
+        early_stopping=early_stopping,
+        num_steps=int(num_steps),
+    )
+    state = init_state(params, tx, early_stopping, key)
+    history: dict[str, list[float]] = {}
+    ckpt = None if checkpoint_dir is None else Checkpoints(checkpoint_dir)
+    try:
+        if ckpt is not None:
+            restored = ckpt.restore(state)
+            if restored is not None:
+                state, history = restored
+        if int(state.step) < num_steps and not bool(state.stop.should_stop):
+            compiled = jax.jit(chunk, donate_argnums=0).lower(state, train, val).compile()
+            state = _run(
+                compiled,
+                state,
+                train,
+                val,
+                history,
+                int(num_steps),
+                progress,
+                ckpt,
+                checkpoint_every,
+                callback,
+            )
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+    return FitResult(state, state.stop.best_params, history)
+
+
+def _run(
+    compiled: Callable[[TrainState, Dataset, Dataset], tuple[TrainState, dict[str, jax.Array]]],
+    state: TrainState,
+    train: Dataset,
+    val: Dataset,
+    history: dict[str, list[float]],
+    num_steps: int,
+    progress: bool,
+    ckpt: Checkpoints | None,
+    checkpoint_every: int,
+    callback: Callable[[TrainState, dict[str, float]], None] | None,
+) -> TrainState:
+    """The Python loop between compiled chunks: history, progress bar, checkpoints."""
+    step, stopped = int(state.step), bool(state.stop.should_stop)
+    best_step = int(state.stop.best_step)
+    elapsed = history["time_s"][-1] if history.get("time_s") else 0.0
+    start = time.perf_counter() - elapsed
+    chunks = 0
+    with tqdm(total=num_steps, initial=step, disable=not progress, unit="step") as bar:
+        while step < num_steps and not stopped:
+            state, metrics = compiled(state, train, val)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            new_step, stopped = int(state.step), bool(state.stop.should_stop)
+            record = {"step": new_step, "time_s": time.perf_counter() - start, **metrics}
+            for k, v in record.items():
+                history.setdefault(k, []).append(v)
+            bar.update(new_step - step)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+            step, chunks = new_step, chunks + 1
+            if ckpt is not None:
+                if int(state.stop.best_step) != best_step:
+                    best_step = int(state.stop.best_step)
+                    ckpt.save_best(state.stop.best_params, best_step)
+                if chunks % checkpoint_every == 0 or step >= num_steps or stopped:
+                    ckpt.save(state, history)
+            if callback is not None:
+                callback(state, metrics)
+    return state
+
+
+def _never_stops(num_steps: int) -> EarlyStopping:
+    """Keeps the best parameters; stops only on a non-finite monitored value."""
+    return early_stopping(num_steps + 1)

@@ -1,0 +1,161 @@
+"""fit: training to convergence, early stopping, one compile, progress bar, checkpoints and
+resuming after a kill (in a subprocess)."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jdl.data import Dataset
+from jdl.train import Checkpoints, early_stopping, fit
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def problem():
+    """A tiny logistic regression with label noise: data, init params, loss and eval fns."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 4)).astype(np.float32)
+    y = (x @ np.array([1.0, -1.0, 0.5, 0.0]) + 0.5 * rng.standard_normal(96)) > 0
+    data = Dataset(jnp.asarray(x), jnp.asarray(y.astype(np.int32)))
+    train, val = Dataset(data.x[:64], data.y[:64]), Dataset(data.x[64:], data.y[64:])
+
+    def logits(params, x):
+        return x @ params["w"] + params["b"][None]
+
+    def loss_fn(params, batch, key):
+        # The key adds input noise, so the run depends on the per-step keys too.
+        noisy = batch.x + 0.1 * jax.random.normal(key, batch.x.shape)
+        out = logits(params, noisy)
+        return optax.softmax_cross_entropy_with_integer_labels(out, batch.y).mean(), {}
+
+    def eval_fn(params, data):
+        out = logits(params, data.x)
+        return {
+            "loss": optax.softmax_cross_entropy_with_integer_labels(out, data.y).mean(),
+            "accuracy": jnp.mean(jnp.argmax(out, -1) == data.y),
+        }
+
+    params = {"w": jnp.zeros((4, 2)), "b": jnp.zeros(2)}
+    return train, val, params, loss_fn, eval_fn
+
+
+def run(checkpoint_dir=None, callback=None, num_steps=60):
+    train, val, params, loss_fn, eval_fn = problem()
+    return fit(
+        loss_fn,
+        params,
+        optax.adam(0.05),
+        train,
+        val,
+        eval_fn=eval_fn,
+        num_steps=num_steps,
+        batch_size=16,
+        eval_every=10,
+        key=3,
+        progress=False,
+        early_stopping=early_stopping(1000),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=2,
+        callback=callback,
+    )
+
+
+def test_fit_trains_once_compiled_with_history_and_early_stopping(caplog, capsys):
+    train, val, params, loss_fn, eval_fn = problem()
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        result = fit(
+            loss_fn,
+            params,
+            optax.adam(0.05),
+            train,
+            val,
+            eval_fn=eval_fn,
+            num_steps=95,
+            batch_size=16,
+            eval_every=20,
+            key=0,
+            progress=True,
+        )
+    compiles = [r for r in caplog.records if "Compiling jit(chunk)" in r.getMessage()]
+    assert len(compiles) == 1
+    h = result.history
+    assert h["step"] == [20, 40, 60, 80, 95]  # the last chunk stops at num_steps
+    assert set(h) == {"step", "time_s", "train_loss", "val_loss", "val_accuracy"}
+    assert h["train_loss"][-1] < 0.7 * h["train_loss"][0] and h["val_accuracy"][-1] > 0.8
+    assert all(isinstance(v, float) for v in h["val_loss"])
+    best = int(np.argmin(h["val_loss"]))
+    assert int(result.state.stop.best_step) == h["step"][best]
+    assert "95/95" in capsys.readouterr().err  # the progress bar
+    np.testing.assert_allclose(
+        eval_fn(result.best_params, val)["loss"], h["val_loss"][best], rtol=1e-6
+    )
+    params["w"].block_until_ready()  # the caller's params were not donated
+    # Early stopping in optimizer steps: a patience of 20 steps stops long before 2000 steps.
+    stopped = fit(
+        loss_fn,
+        params,
+        optax.adam(0.05),
+        train,
+        val,
+        eval_fn=eval_fn,
+        num_steps=2000,
+        batch_size=16,
+        eval_every=10,
+        progress=False,
+        early_stopping=early_stopping(20, min_delta=1e-3),
+    )
+    assert bool(stopped.state.stop.should_stop) and not bool(stopped.state.stop.diverged)
+    assert stopped.history["step"][-1] < 2000
+    assert capsys.readouterr().err == ""  # progress=False prints nothing
+
+
+def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
+    killed = subprocess.run(
+        [sys.executable, __file__, str(ckpt), "3"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == 17, killed.stderr[-2000:]
+    with Checkpoints(ckpt) as c:
+        assert c.latest_step() == 20  # saved every 2 chunks: after 20 steps; killed after 30
+    resumed = run(checkpoint_dir=ckpt)
+    full = run()
+    for a, b in zip(
+        jax.tree.leaves(resumed.state.params), jax.tree.leaves(full.state.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    for k in ("step", "train_loss", "val_loss", "val_accuracy"):
+        assert resumed.history[k] == full.history[k], k
+    with Checkpoints(ckpt) as c:
+        assert c.latest_step() == 60
+        best, step = c.restore_best(full.best_params)
+    assert step == int(full.state.stop.best_step)
+    for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(full.best_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # A finished run resumes to its end without training again.
+    again = run(checkpoint_dir=ckpt)
+    assert again.history == resumed.history
+
+
+if __name__ == "__main__":
+    # The killed run: exits hard (no clean-up) after the chunk given on the command line.
+    kill_after = int(sys.argv[2])
+    chunks = []
+
+    def die(state, metrics):
+        chunks.append(int(state.step))
+        if len(chunks) == kill_after:
+            os._exit(17)
+
+    run(checkpoint_dir=sys.argv[1], callback=die)
