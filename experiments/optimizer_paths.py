@@ -1,0 +1,326 @@
+"""Optimizers at work on two 2-D landscapes: a ravine and the Rosenbrock valley.
+
+    python -m experiments.optimizer_paths [--optimizers sgd,momentum,...] [--ravine-steps 300]
+        [--rosenbrock-steps 3000] [--num-lrs 13] [--lr-min 1e-4] [--lr-max 3.0] [--tol 1e-3]
+        [--regimes 0.004,0.07,0.085] [--out runs/optimizer_paths]
+
+For every optimizer of jdl.optim, a log grid of learning rates runs on both landscapes as one
+compiled program (``jit(vmap(scan))``: one compile per optimizer); the learning rate whose
+loss falls below the tolerance, and stays there, in the fewest steps (then: the lowest final
+loss) is kept. Writes into ``--out``:
+
+* ``paths.png``: the kept trajectories over the contours of the ravine (where plain SGD zig-zags
+  across the steep walls) and of Rosenbrock;
+* ``lr_regimes.png``: SGD on the ravine for a learning rate that is too small (crawls), about
+  right (zig-zags across the ravine but converges), and too large (above 2/L = 0.08: the
+  zig-zag grows and SGD diverges), as loss curves and as paths;
+* ``results.json``: per landscape and optimizer, the kept learning rate, the final loss and the
+  number of steps after which the loss stays below ``--tol`` (null if it ends above), and the
+  same for the three SGD regimes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import optax
+
+import jdl.optim
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+OPTIMIZERS = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "adadelta",
+    "adam",
+    "adamax",
+    "nadam",
+    "amsgrad",
+    "adamw",
+    "qhm",
+    "qhadam",
+    "aggmo",
+)
+RAVINE_CURVATURE = (1.0, 25.0)  # Hessian eigenvalues: condition number 25, L = 25
+
+
+def ravine(theta: jax.Array) -> jax.Array:
+    """An elongated quadratic 0.5 (x^2 + 25 y^2): a ravine along x. theta: (..., 2)."""
+    x, y = theta[..., 0], theta[..., 1]
+    return 0.5 * (RAVINE_CURVATURE[0] * x**2 + RAVINE_CURVATURE[1] * y**2)
+
+
+def rosenbrock(theta: jax.Array) -> jax.Array:
+    """(1 - x)^2 + 100 (y - x^2)^2: a curved, flat valley with minimum 0 at (1, 1)."""
+    x, y = theta[..., 0], theta[..., 1]
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+
+
+LANDSCAPES: dict[str, tuple[Callable[[jax.Array], jax.Array], tuple[float, float]]] = {
+    "ravine": (ravine, (-4.5, 1.5)),
+    "rosenbrock": (rosenbrock, (-1.2, 1.0)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Which optimizers, how long, the learning-rate grid and the SGD regimes."""
+
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    ravine_steps: int = 300
+    rosenbrock_steps: int = 3000
+    num_lrs: int = 13
+    lr_min: float = 1e-4
+    lr_max: float = 3.0
+    tol: float = 1e-3
+    regimes: tuple[float, float, float] = (0.004, 0.07, 0.085)
+    out: str = "runs/optimizer_paths"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n not in OPTIMIZERS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated names from {', '.join(OPTIMIZERS)}, got {text!r}"
+        )
+    return names
+
+
+def _regimes(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers, got {text!r}") from None
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected three numbers > 0, got {text!r}")
+    if not values[0] < values[1] < values[2]:
+        raise argparse.ArgumentTypeError(f"expected small < right < large, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    d = Config()
+    p = _Parser(prog="python -m experiments.optimizer_paths", description=__doc__.split("\n")[0])
+    p.add_argument("--optimizers", type=_names, default=d.optimizers, help="comma-separated")
+    p.add_argument("--ravine-steps", type=int, default=d.ravine_steps)
+    p.add_argument("--rosenbrock-steps", type=int, default=d.rosenbrock_steps)
+    p.add_argument("--num-lrs", type=int, default=d.num_lrs, help="size of the log grid")
+    p.add_argument("--lr-min", type=float, default=d.lr_min)
+    p.add_argument("--lr-max", type=float, default=d.lr_max)
+    p.add_argument("--tol", type=float, default=d.tol, help="loss counted as reached")
+    p.add_argument(
+        "--regimes", type=_regimes, default=d.regimes, help="SGD rates: small,right,large"
+    )
+    p.add_argument("--out", default=d.out)
+    a = p.parse_args(argv)
+    for name in ("ravine_steps", "rosenbrock_steps", "num_lrs"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
+    for name in ("lr_min", "lr_max", "tol"):
+        v = getattr(a, name)
+        if not (math.isfinite(v) and v > 0):
+            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    if a.lr_min > a.lr_max:
+        p.error(f"--lr-min ({a.lr_min}) must not exceed --lr-max ({a.lr_max})")
+    return Config(**vars(a))
+
+
+def path(
+    tx: optax.GradientTransformation, loss: Callable[[jax.Array], jax.Array], start, steps: int
+) -> jax.Array:
+    """theta_0 .. theta_steps of ``tx`` on ``loss``, shape (steps + 1, 2), by ``lax.scan``."""
+
+    def step(carry, _):
+        theta, state = carry
+        updates, state = tx.update(jax.grad(loss)(theta), state, theta)
+        theta = optax.apply_updates(theta, updates)
+        return (theta, state), theta
+
+    theta0 = jnp.asarray(start, jnp.float32)
+    _, thetas = jax.lax.scan(step, (theta0, tx.init(theta0)), length=steps)
+    return jnp.concatenate([theta0[None], thetas])
+
+
+def sweep(name: str, cfg: Config, lrs: np.ndarray) -> dict[str, np.ndarray]:
+    """Paths of one optimizer for every learning rate on both landscapes: one compile."""
+    make = getattr(jdl.optim, name)
+    steps = {"ravine": cfg.ravine_steps, "rosenbrock": cfg.rosenbrock_steps}
+
+    def one(lr: jax.Array) -> dict[str, jax.Array]:
+        return {
+            key: path(make(lr), loss, start, steps[key])
+            for key, (loss, start) in LANDSCAPES.items()
+        }
+
+    out = jax.jit(jax.vmap(one))(jnp.asarray(lrs, jnp.float32))
+    return {key: np.asarray(v) for key, v in out.items()}
+
+
+def losses_along(key: str, points: np.ndarray) -> np.ndarray:
+    """Loss at every point of an array of shape (..., 2), in NumPy float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(LANDSCAPES[key][0](np.asarray(points, np.float64)))
+
+
+def steps_to(losses: np.ndarray, tol: float) -> int | None:
+    """The first step t after which the loss stays below ``tol``; None if it ends above."""
+    above = np.flatnonzero(~(losses < tol))
+    if above.size == 0:
+        return 0
+    if above[-1] == losses.size - 1:
+        return None
+    return int(above[-1]) + 1
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def select(losses: np.ndarray, tol: float) -> int:
+    """Index of the learning rate that settles below ``tol`` first, else the lowest final loss."""
+
+    def key(i: int) -> tuple[float, float]:
+        reached = steps_to(losses[i], tol)
+        final = losses[i, -1]
+        return (
+            math.inf if reached is None else reached,
+            float(final) if np.isfinite(final) else math.inf,
+        )
+
+    return min(range(losses.shape[0]), key=key)
+
+
+WINDOWS = {"ravine": ((-5.0, 5.0), (-2.5, 2.5)), "rosenbrock": ((-2.0, 2.0), (-1.0, 3.0))}
+MINIMA = {"ravine": (0.0, 0.0), "rosenbrock": (1.0, 1.0)}
+
+
+def _contours(ax: plt.Axes, key: str) -> None:
+    """The landscape's contour lines (log-spaced for Rosenbrock), start and minimum."""
+    (x0, x1), (y0, y1) = WINDOWS[key]
+    xs, ys = np.meshgrid(np.linspace(x0, x1, 150), np.linspace(y0, y1, 150))
+    zs = losses_along(key, np.stack([xs, ys], axis=-1))
+    levels = np.logspace(-2, np.log10(zs.max()), 15) if key == "rosenbrock" else 15
+    ax.contour(xs, ys, zs, levels=levels, colors="0.8", linewidths=0.6)
+    ax.plot(*LANDSCAPES[key][1], "ko", ms=4)
+    ax.plot(*MINIMA[key], "k*", ms=9)
+    ax.set(xlim=(x0, x1), ylim=(y0, y1))
+
+
+def plot_paths(kept: dict[str, dict[str, np.ndarray]], results: dict, file: Path) -> None:
+    """One panel per landscape and optimizer: its kept trajectory over the contours."""
+    names = list(kept["ravine"])
+    cols = min(5, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(3.4 * cols, 3.0 * 2 * rows), squeeze=False)
+    for block, key in enumerate(LANDSCAPES):
+        for i in range(rows * cols):
+            ax = axes[block * rows + i // cols, i % cols]
+            if i >= len(names):
+                ax.axis("off")
+                continue
+            name, r = names[i], results[key][names[i]]
+            _contours(ax, key)
+            ax.plot(*kept[key][name].T, ".-", ms=2, lw=0.8, color="C3")
+            ax.set_title(f"{key}: {name}, eta={r['learning_rate']:.2g}", fontsize=9)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(file, dpi=90)
+    plt.close(fig)
+
+
+def plot_regimes(curves: dict[str, np.ndarray], paths: np.ndarray, lrs, file: Path) -> None:
+    """SGD on the ravine for three learning rates: loss against step, and the paths."""
+    fig, (ax_loss, ax_path) = plt.subplots(1, 2, figsize=(13, 4.5))
+    limit = 2 / RAVINE_CURVATURE[1]
+    for i, ((label, losses), lr) in enumerate(zip(curves.items(), lrs, strict=True)):
+        ax_loss.semilogy(
+            np.arange(losses.size), losses, color=f"C{i}", label=f"{label}, eta={lr:g}"
+        )
+        ax_path.plot(*paths[i].T, ".-", ms=3, lw=0.8, color=f"C{i}")
+    ax_loss.set(
+        xlabel="step", ylabel="loss", title=f"SGD on the ravine: stable for eta < 2/L = {limit:g}"
+    )
+    ax_loss.legend()
+    _contours(ax_path, "ravine")
+    ax_path.set(title="the same runs: too large a rate zig-zags out of the ravine")
+    fig.tight_layout()
+    fig.savefig(file, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the experiment; return (and write) the results dict."""
+    cfg = parse_args(argv)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lrs = np.geomspace(cfg.lr_min, cfg.lr_max, cfg.num_lrs)
+
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
+    results: dict[str, Any] = {"config": config, "learning_rates": lrs.tolist()}
+    kept: dict[str, dict[str, np.ndarray]] = {key: {} for key in LANDSCAPES}
+    for key in LANDSCAPES:
+        results[key] = {}
+    for name in cfg.optimizers:
+        paths = sweep(name, cfg, lrs)
+        for key, batch in paths.items():
+            losses = losses_along(key, batch)
+            best = select(losses, cfg.tol)
+            kept[key][name] = batch[best]
+            results[key][name] = {
+                "learning_rate": float(lrs[best]),
+                "final_loss": _finite_or_none(losses[best, -1]),
+                "steps_to_tol": steps_to(losses[best], cfg.tol),
+                "final_loss_per_lr": [_finite_or_none(v) for v in losses[:, -1]],
+            }
+
+    regime_paths = jax.jit(
+        jax.vmap(lambda lr: path(jdl.optim.sgd(lr), ravine, LANDSCAPES["ravine"][1], 100))
+    )(jnp.asarray(cfg.regimes, jnp.float32))
+    regime_losses = losses_along("ravine", np.asarray(regime_paths))
+    curves = dict(zip(("too small", "about right", "too large"), regime_losses, strict=True))
+    results["lr_regimes"] = {
+        label: {
+            "learning_rate": lr,
+            "final_loss": _finite_or_none(losses[-1]),
+            "steps_to_tol": steps_to(losses, cfg.tol),
+        }
+        for (label, losses), lr in zip(curves.items(), cfg.regimes, strict=True)
+    }
+
+    plot_paths(kept, results, out / "paths.png")
+    plot_regimes(curves, np.asarray(regime_paths), cfg.regimes, out / "lr_regimes.png")
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    for key in LANDSCAPES:
+        print(f"{key}: optimizer, learning rate, steps to {cfg.tol:g}, final loss")
+        for name, r in results[key].items():
+            final = "diverged" if r["final_loss"] is None else f"{r['final_loss']:.3g}"
+            print(f"  {name:9s} {r['learning_rate']:9.3g} {r['steps_to_tol']!s:>6} {final}")
+    print(f"wrote {out / 'paths.png'}, {out / 'lr_regimes.png'}, {out / 'results.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
