@@ -313,9 +313,9 @@ class Search:
     ``TrainState.key``), so a member reproduces the separate run
     ``init_state(init_fn(k_init), optimizer(lambda_h), early_stopping, k_run)`` trained by the
     same chunks. The compiled program is ``jit(vmap_s(vmap_h(chunk)))``; the member axis is
-    split over ``devices`` (padded to a multiple of their count), and ``members_per_chunk``
-    trains a population too large for memory a slice of configurations at a time, with the same
-    results.
+    split over ``devices`` (padded to a multiple of their count), and ``run``'s
+    ``members_per_chunk`` trains a population too large for memory a slice of configurations at
+    a time, with the same results.
 
     Args:
       init_fn: ``init_fn(key) -> params``, the initial parameters of a seed.
@@ -330,8 +330,6 @@ class Search:
       chunk_steps: steps between two evaluations (one compiled chunk).
       early_stopping: the rule of every member (`jdl.train.early_stopping`).
       devices: None (all devices), a count, or a list of devices.
-      members_per_chunk: train at most this many configurations (times S seeds) at once; None:
-        all.
 
     Example::
 
@@ -358,7 +356,6 @@ class Search:
         chunk_steps: int,
         early_stopping: EarlyStopping,
         devices: int | Sequence[jax.Device] | None = None,
-        members_per_chunk: int | None = None,
     ):
         for name, f in (("init_fn", init_fn), ("optimizer", optimizer), ("eval_fn", eval_fn)):
             if not callable(f):
@@ -381,12 +378,8 @@ class Search:
         self._early_stopping = early_stopping
         self.mesh = member_mesh(devices)
         self.num_devices = self.mesh.devices.size
-        self.members_per_chunk = (
-            None
-            if members_per_chunk is None
-            else _check_count("members_per_chunk", members_per_chunk)
-        )
         self._compiled: dict[tuple, Any] = {}
+        self._metric_shapes: dict[tuple, Any] = {}
         self.compilations = 0
         self.compile_seconds = 0.0
 
@@ -560,9 +553,13 @@ class Search:
         )
         clock = replicate(jnp.zeros((), jnp.int32), self.mesh)
         train, val = self._place(train, val)
-        shapes = jax.eval_shape(
-            lambda: self._advance_program(hp, state, clock, {}, train, val, num_steps=None)[3]
-        )
+        shapes_key = _signature((hp, state, train, val))
+        shapes = self._metric_shapes.get(shapes_key)
+        if shapes is None:
+            shapes = jax.eval_shape(
+                lambda: self._advance_program(hp, state, clock, {}, train, val, num_steps=None)[3]
+            )
+            self._metric_shapes[shapes_key] = shapes
         last = jax.device_put(
             {k: jnp.full(s.shape, jnp.nan, s.dtype) for k, s in shapes.items()},
             self._shardings(shapes),
@@ -635,6 +632,7 @@ class Search:
         *,
         steps: int,
         test: Dataset | None = None,
+        members_per_chunk: int | None = None,
     ) -> SearchResult:
         """Trains the whole population for at most ``steps`` steps and collects the results.
 
@@ -648,6 +646,8 @@ class Search:
           val: validation set (monitored by early stopping).
           steps: the step budget of every member, >= 1.
           test: evaluated with each member's best parameters when given.
+          members_per_chunk: train at most this many configurations (times the S seeds) at
+            once, for a population too large for memory; None: all at once.
 
         Returns:
           A `SearchResult`, padding dropped.
@@ -661,7 +661,9 @@ class Search:
         num_chunks = math.ceil(steps / self.chunk_steps)
         num_steps = None if steps % self.chunk_steps == 0 else steps
         num_configs = pop.num_configs
-        part = num_configs if self.members_per_chunk is None else self.members_per_chunk
+        if members_per_chunk is not None:
+            _check_count("members_per_chunk", members_per_chunk)
+        part = num_configs if members_per_chunk is None else members_per_chunk
         part = padded_size(min(part, num_configs), self.num_devices)
         pieces = []
         for lo in range(0, num_configs, part):

@@ -1,0 +1,65 @@
+"""A tiny classification problem shared by the search tests: an MLP 64-16-10 on 240 digits."""
+
+import jax
+import pytest
+from flax import nnx
+
+import jdl.optim
+from jdl.data import Dataset, digits
+from jdl.losses import accuracy, softmax_cross_entropy
+from jdl.models import MLP, functional
+from jdl.search import Search
+from jdl.train import early_stopping
+
+FEATURES = (64, 16, 10)
+APPLY, _ = functional(MLP(FEATURES, rngs=nnx.Rngs(0)))
+
+
+def init_fn(key: jax.Array):
+    return functional(MLP(FEATURES, rngs=nnx.Rngs(key)))[1]
+
+
+def loss_fn(params, batch: Dataset, key: jax.Array):
+    return softmax_cross_entropy(APPLY(params, batch.x), batch.y), {}
+
+
+def eval_fn(params, data: Dataset):
+    logits = APPLY(params, data.x)
+    return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+
+
+@pytest.fixture(scope="session")
+def data():
+    s = digits()
+    return (
+        Dataset(s.train.x[:240], s.train.y[:240]),
+        Dataset(s.val.x[:100], s.val.y[:100]),
+        Dataset(s.test.x[:100], s.test.y[:100]),
+    )
+
+
+TRACES = {"optimizer": 0}
+
+
+def sgd_factory(hp):
+    if isinstance(hp["learning_rate"], jax.core.Tracer):
+        TRACES["optimizer"] += 1
+    return jdl.optim.sgd(hp["learning_rate"])
+
+
+ES = early_stopping(8, divergence_threshold=10.0)
+CHUNK, STEPS = 4, 10  # 3 chunks, the last one cut at step 10
+
+
+@pytest.fixture(scope="session")
+def search():
+    """One compiled search reused by the tests (same shapes: no recompilation)."""
+    return Search(
+        init_fn,
+        sgd_factory,
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        batch_size=32,
+        chunk_steps=CHUNK,
+        early_stopping=ES,
+    )
