@@ -1,0 +1,280 @@
+"""Early stopping on an overfitting MLP: where Keras's patience and Bengio's patience increase
+stop, and what restoring the best model buys.
+
+    python -m experiments.early_stopping [--train-size 200] [--hidden 256,256] [--steps 3000]
+        [--batch-size 32] [--learning-rate 1e-3] [--eval-every 25] [--patience 250]
+        [--bengio-patience 250] [--patience-increase 2.0] [--improvement 0.005] [--seed 0]
+        [--no-progress] [--out DIR]
+
+Trains an MLP with Adam on a small stratified subset of the digits (``--train-size``; 0 uses
+the whole training split) with `jdl.train.fit` for ``--steps`` (long enough to overfit),
+keeping the parameters after every evaluation. Two rules are then fed the recorded validation
+losses through their own ``update``: Keras-style patience (deadline t* + p) and Bengio's
+multiplicative patience increase (deadline max(T, t* k), improvements relative to
+``--improvement``). With the same seed a run trains along the same trajectory whatever its
+rule, so this is what ``fit(..., early_stopping=rule)`` computes, with one compile instead of
+three. Patience is in optimizer steps. Writes ``curves.png`` (training and validation loss
+against steps, each rule's stop and best step) and ``results.json`` (per rule: stop step,
+best step, best validation loss, test accuracy of the restored best model and of the final
+model at the stop; rule "none" is the whole run) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from flax import nnx
+
+import jdl.optim
+from jdl.data import Dataset, digits, stratified_subset
+from jdl.losses import accuracy, softmax_cross_entropy
+from jdl.models import MLP, functional
+from jdl.train import EarlyStopping, EarlyStoppingState, FitResult, early_stopping, fit
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The run: data size, model, optimizer, training length and the two stopping rules."""
+
+    train_size: int = 200  # 0: the whole training split
+    hidden: tuple[int, ...] = (256, 256)
+    steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    eval_every: int = 25
+    patience: int = 250  # Keras-style, in optimizer steps
+    bengio_patience: int = 250  # initial deadline, in optimizer steps
+    patience_increase: float = 2.0
+    improvement: float = 0.005  # Bengio's 1 - improvement_threshold
+    seed: int = 0
+    progress: bool = True
+    out: str = "runs/early_stopping"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive ints such as 256,256, got {text!r}"
+        ) from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive ints, got {text!r}")
+    return sizes
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    d = Config()
+    p = _Parser(prog="python -m experiments.early_stopping", description=__doc__.split("\n")[0])
+    p.add_argument("--train-size", type=int, default=d.train_size, help="0: all")
+    p.add_argument("--hidden", type=_hidden, default=d.hidden, help="e.g. 256,256")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--bengio-patience", type=int, default=d.bengio_patience)
+    p.add_argument("--patience-increase", type=float, default=d.patience_increase)
+    p.add_argument("--improvement", type=float, default=d.improvement)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress)
+    p.add_argument("--out", default=d.out)
+    a = p.parse_args(argv)
+    positive = ("steps", "batch_size", "eval_every", "patience", "bengio_patience")
+    for name in positive:
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(a, name)}")
+    if a.train_size < 0:
+        p.error(f"--train-size must be >= 0 (0: all), got {a.train_size}")
+    if not (math.isfinite(a.learning_rate) and a.learning_rate > 0):
+        p.error(f"--learning-rate must be a positive number, got {a.learning_rate}")
+    if not a.patience_increase > 1:
+        p.error(f"--patience-increase must be > 1, got {a.patience_increase}")
+    if not 0 <= a.improvement < 1:
+        p.error(f"--improvement must be in [0, 1), got {a.improvement}")
+    return Config(**vars(a))
+
+
+def _train(
+    cfg: Config, train: Dataset, val: Dataset, test: Dataset
+) -> tuple[FitResult, list[Any], Callable[[Any], float]]:
+    """The long run without early stopping, the parameters after every chunk, and the test
+    accuracy function."""
+    apply_fn, params = functional(MLP((train.x.shape[1], *cfg.hidden, 10), rngs=nnx.Rngs(cfg.seed)))
+
+    def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
+        return softmax_cross_entropy(apply_fn(params, batch.x, key=key), batch.y), {}
+
+    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
+        logits = apply_fn(params, data.x)
+        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+
+    # The state is donated to the next chunk: keep host copies of the parameters.
+    snapshots = [jax.tree.map(np.array, params)]
+    result = fit(
+        loss_fn,
+        params,
+        jdl.optim.adam(cfg.learning_rate),
+        train,
+        val,
+        eval_fn=eval_fn,
+        num_steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        eval_every=cfg.eval_every,
+        key=cfg.seed,
+        progress=cfg.progress,
+        callback=lambda state, _: snapshots.append(jax.tree.map(np.array, state.params)),
+    )
+    test_accuracy = jax.jit(lambda p: eval_fn(p, test)["accuracy"])
+    return result, snapshots, lambda p: float(test_accuracy(p))
+
+
+def _replay(rule: EarlyStopping, history: dict[str, list[float]]) -> tuple[int, int, float]:
+    """Feeds the recorded validation losses to ``rule.update`` (what ``fit(...,
+    early_stopping=rule)`` computes on the same trajectory). Returns the index of the chunk
+    where it stops (the last one if it never does), the index of the best chunk (-1: none)
+    and the best validation loss."""
+
+    def body(state: EarlyStoppingState, inp: tuple[jax.Array, ...]) -> tuple[Any, jax.Array]:
+        metric, step, index = inp
+        state = rule.update(state, metric, step, index)
+        return state, state.should_stop
+
+    inputs = (
+        jnp.asarray(history["val_loss"], jnp.float32),
+        jnp.asarray(history["step"], jnp.int32),
+        jnp.arange(len(history["step"]), dtype=jnp.int32),
+    )
+    state, stops = jax.lax.scan(body, rule.init(jnp.asarray(-1, jnp.int32)), inputs)
+    stops = np.asarray(stops)
+    stop = int(np.argmax(stops)) if stops.any() else len(stops) - 1
+    return stop, int(state.best_params), float(state.best_metric)
+
+
+def _rules(cfg: Config) -> dict[str, EarlyStopping]:
+    """Keras-style patience and Bengio's multiplicative patience increase."""
+    return {
+        "keras": early_stopping(cfg.patience),
+        "bengio": early_stopping(
+            cfg.bengio_patience,
+            patience_increase=cfg.patience_increase,
+            min_delta=cfg.improvement,
+            relative=True,
+        ),
+    }
+
+
+def _summary(
+    history: dict[str, list[float]],
+    snapshots: list[Any],
+    stop: int,
+    best: int,
+    test_accuracy: Callable[[Any], float],
+) -> dict[str, Any]:
+    """A rule's outcome from chunk indices (``snapshots[i + 1]`` follows chunk i)."""
+    return {
+        "stopped_early": stop < len(history["step"]) - 1,
+        "stop_step": history["step"][stop],
+        "best_step": history["step"][best] if best >= 0 else 0,
+        "best_val_loss": history["val_loss"][best] if best >= 0 else None,
+        "final_val_loss": history["val_loss"][stop],
+        "test_accuracy_restored": test_accuracy(snapshots[best + 1]),
+        "test_accuracy_final": test_accuracy(snapshots[stop + 1]),
+    }
+
+
+def _plot(path: Path, history: dict[str, list[float]], rules: dict[str, dict]) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(history["step"], history["train_loss"], label="training loss", color="tab:blue")
+    ax.plot(history["step"], history["val_loss"], label="validation loss", color="tab:orange")
+    styles = {
+        "keras": ("tab:red", "Keras patience (t* + p)"),
+        "bengio": ("tab:green", "Bengio increase (t* x k)"),
+    }
+    for name, (color, label) in styles.items():
+        r = rules[name]
+        ax.axvline(r["stop_step"], color=color, linestyle="--", label=f"{label}: stop")
+        ax.plot(
+            r["best_step"],
+            r["best_val_loss"],
+            "o",
+            color=color,
+            label=f"{label}: best model restored",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title("Early stopping: stop at the deadline, restore the best model")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the experiment and returns the results written to ``results.json``."""
+    cfg = parse_args(argv)
+    splits = digits(seed=cfg.seed)
+    train = splits.train
+    if cfg.train_size:
+        if cfg.train_size > train.x.shape[0]:
+            raise SystemExit(
+                f"--train-size must be at most the {train.x.shape[0]} training examples"
+            )
+        train = stratified_subset(train, cfg.train_size, seed=cfg.seed)
+    result, snapshots, test_accuracy = _train(cfg, train, splits.val, splits.test)
+    history = result.history
+    rules = {
+        "none": _summary(
+            history,
+            snapshots,
+            len(history["step"]) - 1,
+            history["step"].index(int(result.state.stop.best_step)),
+            test_accuracy,
+        )
+    }
+    for name, rule in _rules(cfg).items():
+        stop, best, _ = _replay(rule, history)
+        rules[name] = _summary(history, snapshots, stop, best, test_accuracy)
+    results = {
+        "config": dataclasses.asdict(cfg),
+        "train_examples": int(train.x.shape[0]),
+        "rules": rules,
+        "history": {k: history[k] for k in ("step", "train_loss", "val_loss", "val_accuracy")},
+    }
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _plot(out / "curves.png", history, rules)
+    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    for name, r in rules.items():
+        print(
+            f"{name:>6}: stop {r['stop_step']:5d}  best {r['best_step']:5d}  "
+            f"best val loss {r['best_val_loss']:.4f}  test acc restored "
+            f"{r['test_accuracy_restored']:.4f}  final {r['test_accuracy_final']:.4f}"
+        )
+    return results
+
+
+if __name__ == "__main__":
+    main()
