@@ -1,0 +1,83 @@
+"""jdl.search.sharding: 4 simulated CPU devices give the single-device results, padding dropped."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jdl.search.sharding import initialize_distributed, pad_members, padded_size
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from tests.search.conftest import *
+    from jdl.search import population
+    assert len(jax.devices()) == 4
+    s = digits()
+    train, val = Dataset(s.train.x[:240], s.train.y[:240]), Dataset(s.val.x[:100], s.val.y[:100])
+    pop = population({"learning_rate": [0.05, 0.3, 1e4]}, seeds=[0, 1])  # 3 pads to 4
+    out = {}
+    for d in (4, 1):
+        search = Search(init_fn, sgd_factory, loss_fn=loss_fn, eval_fn=eval_fn, batch_size=32,
+                        chunk_steps=CHUNK, early_stopping=ES, devices=d)
+        state = search.init(pop, train, val)
+        leaf = jax.tree.leaves(state.train.params)[0]
+        out[f"shards{d}"] = len({sh.device for sh in leaf.addressable_shards})
+        out[f"shard_shape{d}"] = leaf.addressable_shards[0].data.shape[:2]
+        # One device, a member slice at a time: the program each of the 4 devices runs.
+        r = search.run(pop, train, val, steps=STEPS, test=val,
+                       members_per_chunk=1 if d == 1 else None)
+        for k, v in r.history.items():
+            out[f"{k}{d}"] = v
+        out[f"steps{d}"], out[f"diverged{d}"] = r.steps, r.diverged
+        out[f"best_val_loss{d}"] = r.best_val_loss
+        out[f"test_accuracy{d}"] = r.best["test_accuracy"]
+        flat = [x.reshape(2, 3, -1) for x in jax.tree.leaves(r.params)]
+        out[f"params{d}"] = np.concatenate(flat, 2)
+    np.savez(OUT, **out)
+    """
+)
+
+
+def test_four_devices_equal_one(tmp_path):
+    out = tmp_path / "out.npz"
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    code = f"OUT = {str(out)!r}\n" + SCRIPT
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = np.load(out)
+    assert (r["shards4"], r["shards1"]) == (4, 1)
+    assert tuple(r["shard_shape4"]) == (2, 1) and tuple(r["shard_shape1"]) == (2, 3)
+    # Bit for bit: each device trains its members as one device trains a slice of them.
+    assert r["val_loss4"].shape == (3, 2, 3)  # chunks, seeds, configurations: padding dropped
+    assert r["diverged4"][:, 2].all() and not r["diverged4"][:, :2].any()
+    for name in (
+        "val_loss",
+        "train_loss",
+        "steps",
+        "diverged",
+        "best_val_loss",
+        "test_accuracy",
+        "params",
+    ):
+        np.testing.assert_array_equal(r[name + "4"], r[name + "1"], err_msg=name)
+
+
+def test_padding_and_distributed_arguments():
+    assert [padded_size(n, 4) for n in (1, 4, 5, 8)] == [4, 4, 8, 8]
+    padded = pad_members({"a": np.arange(6.0).reshape(2, 3)}, 4, axis=1)["a"]
+    np.testing.assert_array_equal(padded, [[0, 1, 2, 2], [3, 4, 5, 5]])
+    with pytest.raises(ValueError, match="together"):
+        initialize_distributed("localhost:1234")
+    with pytest.raises(ValueError, match="process_id must be in"):
+        initialize_distributed("localhost:1234", num_processes=2, process_id=2)
