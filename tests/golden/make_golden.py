@@ -7,7 +7,8 @@ repository root:
 
 with a Python that has both installed. It writes, next to this file,
 
-* ``optim_cases.json``: for each case, the jdl optimizer, its keyword arguments and the reference;
+* ``optim_cases.json``: for each case, the jdl optimizer, its keyword arguments, the reference
+  and the hyper-parameters the reference actually used (its defaults filled in), in jdl's names;
 * ``optim_trajectories.npz``: for each case and parameter, the float64 trajectory of shape
   ``(STEPS + 1, *shape)`` (row 0 is the initial value).
 
@@ -207,9 +208,44 @@ def reference_optimizer(name: str, kwargs: dict, params: list[torch.Tensor]):
     raise ValueError(f"no reference for {name}")
 
 
-def trajectory(name: str, kwargs: dict) -> dict[str, np.ndarray]:
+# jdl argument -> how to read it from the reference's first parameter group
+READ = {
+    "learning_rate": lambda g: g["lr"],
+    "momentum": lambda g: g["momentum"],
+    "eps": lambda g: g["eps"],
+    "initial_accumulator_value": lambda g: g["initial_accumulator_value"],
+    "rho": lambda g: g["rho"],
+    "b1": lambda g: g["betas"][0],
+    "b2": lambda g: g["betas"][1],
+    "momentum_decay": lambda g: g["momentum_decay"],
+    "weight_decay": lambda g: g["weight_decay"],
+    "nu": lambda g: g["nu"],
+    "nu1": lambda g: g["nus"][0],
+    "nu2": lambda g: g["nus"][1],
+    "betas": lambda g: list(g["betas"]),
+}
+ARGUMENTS = {
+    "sgd": ["learning_rate"],
+    "momentum": ["learning_rate", "momentum"],
+    "nesterov": ["learning_rate", "momentum"],
+    "adagrad": ["learning_rate", "eps", "initial_accumulator_value"],
+    "adadelta": ["learning_rate", "rho", "eps"],
+    "adam": ["learning_rate", "b1", "b2", "eps"],
+    "adamax": ["learning_rate", "b1", "b2", "eps"],
+    "nadam": ["learning_rate", "b1", "b2", "eps", "momentum_decay"],
+    "amsgrad": ["learning_rate", "b1", "b2", "eps"],
+    "adamw": ["learning_rate", "b1", "b2", "eps", "weight_decay"],
+    "qhm": ["learning_rate", "momentum", "nu"],
+    "qhadam": ["learning_rate", "b1", "b2", "nu1", "nu2", "eps"],
+    "aggmo": ["learning_rate", "betas"],
+}
+
+
+def trajectory(name: str, kwargs: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """The reference's trajectory and the hyper-parameters it used, in jdl's names."""
     params = [torch.tensor(INIT[k], dtype=torch.float64, requires_grad=True) for k in INIT]
     opt, scheduler = reference_optimizer(name, kwargs, params)
+    used = {k: READ[k](opt.param_groups[0]) for k in ARGUMENTS[name]}
     rows = {k: [p.detach().numpy().copy()] for k, p in zip(INIT, params, strict=True)}
     for _ in range(STEPS):
         opt.zero_grad()
@@ -219,7 +255,7 @@ def trajectory(name: str, kwargs: dict) -> dict[str, np.ndarray]:
             scheduler.step()
         for k, p in zip(INIT, params, strict=True):
             rows[k].append(p.detach().numpy().copy())
-    return {k: np.stack(v) for k, v in rows.items()}
+    return {k: np.stack(v) for k, v in rows.items()}, used
 
 
 def main() -> None:
@@ -227,11 +263,17 @@ def main() -> None:
     arrays = {}
     cases = {}
     for case, (name, kwargs, reference) in CASES.items():
-        for k, v in trajectory(name, kwargs).items():
+        rows, used = trajectory(name, kwargs)
+        for k, v in rows.items():
             if not np.all(np.isfinite(v)):
                 raise RuntimeError(f"{case}: non-finite trajectory")
             arrays[f"{case}/{k}"] = v
-        cases[case] = {"optimizer": name, "kwargs": kwargs, "reference": reference}
+        cases[case] = {
+            "optimizer": name,
+            "kwargs": kwargs,
+            "reference": reference,
+            "reference_hyperparameters": used,
+        }
     meta = {
         "steps": STEPS,
         "torch": torch.__version__,

@@ -4,8 +4,10 @@ The golden trajectories come from tests/golden/make_golden.py (torch 2.13.0, tor
 0.3.0); these tests need neither. The objective mirrors make_golden.objective.
 """
 
+import inspect
 import json
 import pathlib
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,16 +30,19 @@ def objective(params: dict[str, jax.Array]) -> jax.Array:
     return chain + jax.nn.logsumexp(z)
 
 
-def build(name: str, kwargs: dict) -> optax.GradientTransformation:
-    kwargs = dict(kwargs)
-    learning_rate = kwargs.get("learning_rate")
+def build(spec: dict):
+    """(numeric hyper-parameters the reference used, the optimizer's other arguments)."""
+    numeric = dict(spec["reference_hyperparameters"])
+    other = {}
+    learning_rate = spec["kwargs"].get("learning_rate")
     if isinstance(learning_rate, dict):
-        kwargs["learning_rate"] = jdl.optim.time_constant_decay(
+        del numeric["learning_rate"]
+        other["learning_rate"] = jdl.optim.time_constant_decay(
             **learning_rate["time_constant_decay"]
         )
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
-    return getattr(jdl.optim, name)(**kwargs)
+    if "mask" in spec["kwargs"]:
+        other["mask"] = spec["kwargs"]["mask"]
+    return {k: np.asarray(v) for k, v in numeric.items()}, other
 
 
 def run(tx: optax.GradientTransformation, params: dict, steps: int) -> dict:
@@ -51,6 +56,21 @@ def run(tx: optax.GradientTransformation, params: dict, steps: int) -> dict:
     return jax.tree.map(lambda p0, rest: jnp.concatenate([p0[None], rest]), params, path)
 
 
+# One compiled program per optimizer and non-numeric arguments: cases that differ only in the
+# values of their hyper-parameters (passed traced) reuse it.
+_PROGRAMS: dict[str, Callable] = {}
+
+
+def program(name: str, other: dict) -> Callable:
+    key = f"{name}/{sorted(other)}/{json.dumps(other.get('mask'))}"
+    if key not in _PROGRAMS:
+        make = getattr(jdl.optim, name)
+        _PROGRAMS[key] = jax.jit(
+            lambda numeric, params: run(make(**numeric, **other), params, META["steps"])
+        )
+    return _PROGRAMS[key]
+
+
 def test_every_optimizer_has_a_golden_case():
     names = {case["optimizer"] for case in META["cases"].values()}
     aliases = {
@@ -61,14 +81,26 @@ def test_every_optimizer_has_a_golden_case():
     assert META["steps"] == 100
 
 
+def test_defaults_are_the_reference_hyperparameters():
+    """The parity runs pass every value explicitly; the defaults equal what the reference used."""
+    for case, spec in META["cases"].items():
+        signature = inspect.signature(getattr(jdl.optim, spec["optimizer"]))
+        for name, used in spec["reference_hyperparameters"].items():
+            given = spec["kwargs"].get(name)
+            if given is None:
+                default = signature.parameters[name].default
+                assert np.array_equal(default, used), (case, name)
+            elif not isinstance(given, dict):
+                assert np.array_equal(given, used), (case, name)
+
+
 @pytest.mark.parametrize("case", sorted(META["cases"]))
 def test_trajectory_matches_reference(case, x64):
     spec = META["cases"][case]
     expected = {k: TRAJECTORIES[f"{case}/{k}"] for k in ("a", "b")}
     params = {k: jnp.asarray(v[0]) for k, v in expected.items()}
     assert params["a"].dtype == jnp.float64
-    path = jax.jit(run, static_argnums=(0, 2))(
-        build(spec["optimizer"], spec["kwargs"]), params, META["steps"]
-    )
+    numeric, other = build(spec)
+    path = program(spec["optimizer"], other)(numeric, params)
     for k, v in expected.items():
         np.testing.assert_allclose(np.asarray(path[k]), v, rtol=RTOL, atol=0, err_msg=case)
