@@ -34,11 +34,8 @@ def runs(h: dict) -> dict[str, jax.Array]:
     return {
         "sgd/learning_rate": trajectory(jdl.optim.sgd(h["learning_rate"])),
         "momentum/momentum": trajectory(jdl.optim.momentum(0.05, momentum=h["momentum"])),
-        "nesterov/learning_rate": trajectory(jdl.optim.nesterov(h["learning_rate"])),
         "adam/b1": trajectory(jdl.optim.adam(0.05, b1=h["b1"])),
-        "nadam/b1": trajectory(jdl.optim.nadam(0.05, b1=h["b1"])),
         "qhm/nu": trajectory(jdl.optim.qhm(0.05, momentum=0.9, nu=h["nu"])),
-        "qhadam/nu": trajectory(jdl.optim.qhadam(0.05, nu1=h["nu"], nu2=h["nu"])),
         "aggmo/betas": trajectory(jdl.optim.aggmo(0.05, betas=h["betas"])),
     }
 
