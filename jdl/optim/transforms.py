@@ -46,11 +46,6 @@ def _count() -> jax.Array:
     return jnp.zeros([], jnp.int32)
 
 
-def _correction(decay: ArrayLike, count: jax.Array, like: jax.Array) -> jax.Array:
-    """Adam's bias correction 1 - decay**t in the dtype of ``like``."""
-    return 1 - decay ** count.astype(like.dtype)
-
-
 class MomentumState(NamedTuple):
     """State of :func:`scale_by_momentum`."""
 
@@ -278,11 +273,9 @@ def scale_by_adam(
         count = optax.safe_int32_increment(state.count)
         mu, nu = _moments(updates, state, b1, b2)
         direction = jax.tree.map(
-            lambda m, v: (
-                (m / _correction(b1, count, m)) / (jnp.sqrt(v / _correction(b2, count, v)) + eps)
-            ),
-            mu,
-            nu,
+            lambda m_hat, v_hat: m_hat / (jnp.sqrt(v_hat) + eps),
+            optax.tree.bias_correction(mu, b1, count),
+            optax.tree.bias_correction(nu, b2, count),
         )
         return optax.tree.cast_like(direction, updates), AdamState(
             count=count,
@@ -342,12 +335,9 @@ def scale_by_amsgrad(
         mu, nu = _moments(updates, state, b1, b2)
         nu_max = jax.tree.map(lambda vm, v: jnp.maximum(_wide(vm), v), state.nu_max, nu)
         direction = jax.tree.map(
-            lambda m, vm: (
-                (m / _correction(b1, count, m))
-                / (jnp.sqrt(vm) / jnp.sqrt(_correction(b2, count, vm)) + eps)
-            ),
-            mu,
-            nu_max,
+            lambda m_hat, vm_hat: m_hat / (jnp.sqrt(vm_hat) + eps),
+            optax.tree.bias_correction(mu, b1, count),
+            optax.tree.bias_correction(nu_max, b2, count),
         )
         return optax.tree.cast_like(direction, updates), AmsgradState(
             count=count,
@@ -403,7 +393,9 @@ def scale_by_adamax(
         count = optax.safe_int32_increment(state.count)
         mu = optax.tree.update_moment(_wide_tree(updates), _wide_tree(state.mu), b1, 1)
         u = optax.tree.update_infinity_moment(_wide_tree(updates), _wide_tree(state.u), b2, eps)
-        direction = jax.tree.map(lambda m, n: m / _correction(b1, count, m) / n, mu, u)
+        direction = jax.tree.map(
+            lambda m_hat, n: m_hat / n, optax.tree.bias_correction(mu, b1, count), u
+        )
         return optax.tree.cast_like(direction, updates), AdamaxState(
             count=count,
             mu=optax.tree.cast_like(mu, state.mu),
@@ -479,13 +471,17 @@ def scale_by_nadam(
         mu_product = state.mu_product * mu_t
         mu, nu = _moments(updates, state, b1, b2)
 
-        def direction(g: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
-            denom = jnp.sqrt(v / _correction(b2, count, v)) + eps
+        def direction(g: jax.Array, m: jax.Array, v_hat: jax.Array) -> jax.Array:
+            denom = jnp.sqrt(v_hat) + eps
             return ((1 - mu_t) / (1 - mu_product)) * _wide(g) / denom + (
                 mu_next / (1 - mu_product * mu_next)
             ) * m / denom
 
-        return optax.tree.cast_like(jax.tree.map(direction, updates, mu, nu), updates), NadamState(
+        nu_hat = optax.tree.bias_correction(nu, b2, count)
+
+        return optax.tree.cast_like(
+            jax.tree.map(direction, updates, mu, nu_hat), updates
+        ), NadamState(
             count=count,
             mu_product=mu_product.astype(state.mu_product.dtype),
             mu=optax.tree.cast_like(mu, state.mu),
@@ -587,13 +583,17 @@ def scale_by_qhadam(
         count = optax.safe_int32_increment(state.count)
         mu, nu = _moments(updates, state, b1, b2)
 
-        def direction(g: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+        def direction(g: jax.Array, m_hat: jax.Array, v_hat: jax.Array) -> jax.Array:
             g = _wide(g)
-            numerator = (1 - nu1) * g + nu1 * m / _correction(b1, count, m)
-            mean_square = (1 - nu2) * g**2 + nu2 * v / _correction(b2, count, v)
+            numerator = (1 - nu1) * g + nu1 * m_hat
+            mean_square = (1 - nu2) * g**2 + nu2 * v_hat
             return numerator / (jnp.sqrt(mean_square) + eps)
 
-        return optax.tree.cast_like(jax.tree.map(direction, updates, mu, nu), updates), AdamState(
+        m_hat = optax.tree.bias_correction(mu, b1, count)
+        v_hat = optax.tree.bias_correction(nu, b2, count)
+        return optax.tree.cast_like(
+            jax.tree.map(direction, updates, m_hat, v_hat), updates
+        ), AdamState(
             count=count,
             mu=optax.tree.cast_like(mu, state.mu),
             nu=optax.tree.cast_like(nu, state.nu),
