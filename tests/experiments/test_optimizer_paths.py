@@ -12,7 +12,7 @@ def test_writes_figures_and_results(tmp_path):
     out = tmp_path / "paths"
     results = optimizer_paths.main(
         [
-            "--optimizers", "sgd,nesterov,adam",
+            "--optimizers", "sgd,adam",
             "--ravine-steps", "60",
             "--rosenbrock-steps", "80",
             "--num-lrs", "4",
@@ -25,7 +25,7 @@ def test_writes_figures_and_results(tmp_path):
     assert json.loads((out / "results.json").read_text()) == results
     assert len(results["learning_rates"]) == 4
     for landscape in ("ravine", "rosenbrock"):
-        assert set(results[landscape]) == {"sgd", "nesterov", "adam"}
+        assert set(results[landscape]) == {"sgd", "adam"}
         for r in results[landscape].values():
             assert r["learning_rate"] in results["learning_rates"]
             assert math.isfinite(r["final_loss"])
