@@ -4,7 +4,7 @@ from jdl.train.checkpoint import Checkpoints
 from jdl.train.early_stopping import EarlyStopping, EarlyStoppingState, early_stopping
 from jdl.train.loop import FitResult, fit, make_chunk
 from jdl.train.state import LossFn, TrainState, init_state
-from jdl.train.step import train_step
+from jdl.train.step import batch_step, train_step
 
 __all__ = [
     "Checkpoints",
@@ -13,6 +13,7 @@ __all__ = [
     "FitResult",
     "LossFn",
     "TrainState",
+    "batch_step",
     "early_stopping",
     "fit",
     "init_state",

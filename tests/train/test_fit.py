@@ -1,6 +1,8 @@
 """fit: training to convergence, early stopping, one compile, progress bar, checkpoints and
 resuming after a kill (in a subprocess)."""
 
+import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -10,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jdl.data import Dataset
 from jdl.train import Checkpoints, early_stopping, fit
@@ -45,7 +48,8 @@ def problem():
     return train, val, params, loss_fn, eval_fn
 
 
-def run(checkpoint_dir=None, callback=None, num_steps=60):
+def run(checkpoint_dir=None, callback=None, progress=False):
+    """200 steps at most, evaluated every 10; early stopping ends it sooner."""
     train, val, params, loss_fn, eval_fn = problem()
     return fit(
         loss_fn,
@@ -54,68 +58,71 @@ def run(checkpoint_dir=None, callback=None, num_steps=60):
         train,
         val,
         eval_fn=eval_fn,
-        num_steps=num_steps,
+        num_steps=200,
         batch_size=16,
         eval_every=10,
         key=3,
-        progress=False,
-        early_stopping=early_stopping(1000),
+        progress=progress,
+        early_stopping=early_stopping(30, min_delta=1e-3),
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=2,
         callback=callback,
     )
 
 
-def test_fit_trains_once_compiled_with_history_and_early_stopping(caplog, capsys):
-    train, val, params, loss_fn, eval_fn = problem()
-    with jax.log_compiles(), caplog.at_level(logging.WARNING):
-        result = fit(
-            loss_fn,
-            params,
-            optax.adam(0.05),
-            train,
-            val,
-            eval_fn=eval_fn,
-            num_steps=95,
-            batch_size=16,
-            eval_every=20,
-            key=0,
-            progress=True,
-        )
-    compiles = [r for r in caplog.records if "Compiling jit(chunk)" in r.getMessage()]
-    assert len(compiles) == 1
+@pytest.fixture(scope="module")
+def reference():
+    """The uninterrupted run, with its progress bar and the compilations it logged."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    err = io.StringIO()
+    try:
+        with jax.log_compiles(), contextlib.redirect_stderr(err):
+            result = run(progress=True)
+    finally:
+        logger.removeHandler(handler)
+    compiles = [r for r in records if "Compiling jit(chunk)" in r.getMessage()]
+    return result, len(compiles), err.getvalue()
+
+
+def test_fit_trains_once_compiled_with_history_and_early_stopping(reference):
+    result, compiles, bar = reference
+    assert compiles == 1
     h = result.history
-    assert h["step"] == [20, 40, 60, 80, 95]  # the last chunk stops at num_steps
     assert set(h) == {"step", "time_s", "train_loss", "val_loss", "val_accuracy"}
-    assert h["train_loss"][-1] < 0.7 * h["train_loss"][0] and h["val_accuracy"][-1] > 0.8
     assert all(isinstance(v, float) for v in h["val_loss"])
-    best = int(np.argmin(h["val_loss"]))
-    assert int(result.state.stop.best_step) == h["step"][best]
-    assert "95/95" in capsys.readouterr().err  # the progress bar
+    assert h["step"] == list(range(10, h["step"][-1] + 1, 10))
+    assert h["train_loss"][-1] < 0.7 * h["train_loss"][0] and max(h["val_accuracy"]) > 0.75
+    # Early stopping (patience in optimizer steps) ended the run before its 200 steps.
+    stop = result.state.stop
+    assert bool(stop.should_stop) and not bool(stop.diverged) and h["step"][-1] < 200
+    best = h["step"].index(int(stop.best_step))
+    assert h["step"][-1] >= h["step"][best] + 30
+    assert h["val_loss"][best] == pytest.approx(min(h["val_loss"]), abs=1e-3)
+    _, _, _, _, eval_fn = problem()
+    val = problem()[1]
     np.testing.assert_allclose(
         eval_fn(result.best_params, val)["loss"], h["val_loss"][best], rtol=1e-6
     )
-    params["w"].block_until_ready()  # the caller's params were not donated
-    # Early stopping in optimizer steps: a patience of 20 steps stops long before 2000 steps.
-    stopped = fit(
-        loss_fn,
-        params,
-        optax.adam(0.05),
-        train,
-        val,
-        eval_fn=eval_fn,
-        num_steps=2000,
-        batch_size=16,
-        eval_every=10,
-        progress=False,
-        early_stopping=early_stopping(20, min_delta=1e-3),
-    )
-    assert bool(stopped.state.stop.should_stop) and not bool(stopped.state.stop.diverged)
-    assert stopped.history["step"][-1] < 2000
-    assert capsys.readouterr().err == ""  # progress=False prints nothing
+    assert f"{h['step'][-1]}/200" in bar and "val_loss" in bar  # the progress bar
 
 
-def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
+def test_fit_checks_its_arguments():
+    train, val, params, loss_fn, eval_fn = problem()
+    common = {"eval_fn": eval_fn, "batch_size": 8, "progress": False}
+    with pytest.raises(ValueError, match="num_steps"):
+        fit(loss_fn, params, optax.sgd(0.1), train, val, num_steps=0, **common)
+    with pytest.raises(ValueError, match="eval_every"):
+        fit(loss_fn, params, optax.sgd(0.1), train, val, num_steps=5, eval_every=-1, **common)
+    with pytest.raises(TypeError, match="val"):
+        fit(loss_fn, params, optax.sgd(0.1), train, (val.x, val.y), num_steps=5, **common)
+
+
+def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, reference, capsys):
+    full = reference[0]
     ckpt = tmp_path / "ckpt"
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
     killed = subprocess.run(
@@ -129,8 +136,9 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
     assert killed.returncode == 17, killed.stderr[-2000:]
     with Checkpoints(ckpt) as c:
         assert c.latest_step() == 20  # saved every 2 chunks: after 20 steps; killed after 30
+    capsys.readouterr()
     resumed = run(checkpoint_dir=ckpt)
-    full = run()
+    assert capsys.readouterr().err == ""  # progress=False prints nothing
     for a, b in zip(
         jax.tree.leaves(resumed.state.params), jax.tree.leaves(full.state.params), strict=True
     ):
@@ -138,7 +146,7 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
     for k in ("step", "train_loss", "val_loss", "val_accuracy"):
         assert resumed.history[k] == full.history[k], k
     with Checkpoints(ckpt) as c:
-        assert c.latest_step() == 60
+        assert c.latest_step() == full.history["step"][-1]  # the final state is saved
         best, step = c.restore_best(full.best_params)
     assert step == int(full.state.stop.best_step)
     for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(full.best_params), strict=True):
