@@ -1,0 +1,339 @@
+"""Stacked denoising autoencoder on digits: layer-wise pre-training vs random initialisation.
+
+    python -m experiments.stacked_denoising [--seeds 3] [--hidden 100,100,100]
+        [--noise masking] [--noise-levels 0.25,0.25,0.25] [--label-fractions 0.1,1.0]
+        [--pretrain-steps 3000] [--finetune-steps 4000] [--batch-size 64]
+        [--learning-rate 0.01] [--finetune-learning-rate 0.003] [--patience 1000]
+        [--out runs/stacked_denoising]
+
+For each seed: greedy layer-wise pre-training of a stack of denoising autoencoders on the
+training images (no labels; each layer on the clean codes of the one below, with its own
+corruption level), each stage through `jdl.train.fit`; then, for each fraction of labelled
+training examples (10% and all by default; the validation set is cut to the same fraction, so
+that "few labels" means few labels everywhere), the decoders are dropped, a softmax layer is
+added and the whole network is fine-tuned with early stopping on the validation loss, next to
+the same network (same shape, same softmax-layer initialisation) trained from random
+initialisation. Writes into ``--out``:
+
+- ``results.json``: per label fraction and initialisation, the test accuracy (mean, standard
+  deviation and per seed), the steps and epochs to the best validation loss and to the stop;
+  the pre-training's per-layer validation denoising error (MSE against the clean codes of a
+  fixed corrupted validation set) and steps;
+- ``stacked_denoising.png``: test accuracy per label fraction (bars: mean, whiskers: standard
+  deviation, dots: seeds) and the validation accuracy during fine-tuning (seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import matplotlib
+import numpy as np
+from flax import nnx
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from jdl.data import digits, stratified_subset
+from jdl.losses import accuracy
+from jdl.models import fine_tune, pretrain_layerwise, stacked_classifier
+from jdl.models.stacked import NOISES
+from jdl.optim import adam
+
+NUM_CLASSES = 10
+ARMS = ("pretrained", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Pre-training, fine-tuning, label fractions, seeds and output."""
+
+    seeds: int = 3
+    hidden: tuple[int, ...] = (100, 100, 100)
+    noise: str = "masking"
+    noise_levels: tuple[float, ...] = (0.25, 0.25, 0.25)
+    label_fractions: tuple[float, ...] = (0.1, 1.0)
+    pretrain_steps: int = 3000
+    finetune_steps: int = 4000
+    batch_size: int = 64
+    learning_rate: float = 1e-2  # Adam, pre-training
+    finetune_learning_rate: float = 3e-3  # Adam, fine-tuning
+    patience: int = 1000  # in optimizer steps, every stage
+    eval_every: int = 50
+    out: str = "runs/stacked_denoising"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _numbers(kind: type) -> Any:
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(t) for t in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__}s such as 1,2, got {text!r}"
+            ) from None
+        return values
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    d = Config()
+    p = _Parser(prog="python -m experiments.stacked_denoising", description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=d.seeds)
+    p.add_argument("--hidden", type=_numbers(int), default=d.hidden, help="e.g. 100,100,100")
+    p.add_argument("--noise", default=d.noise, help=f"one of {', '.join(sorted(NOISES))}")
+    p.add_argument(
+        "--noise-levels", type=_numbers(float), default=d.noise_levels, help="one per layer"
+    )
+    p.add_argument(
+        "--label-fractions", type=_numbers(float), default=d.label_fractions, help="in (0, 1]"
+    )
+    p.add_argument("--pretrain-steps", type=int, default=d.pretrain_steps, help="per layer")
+    p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--finetune-learning-rate", type=float, default=d.finetune_learning_rate)
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--out", default=d.out)
+    a = p.parse_args(argv)
+    for name in (
+        "seeds",
+        "pretrain_steps",
+        "finetune_steps",
+        "batch_size",
+        "patience",
+        "eval_every",
+    ):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
+    if any(n < 1 for n in a.hidden):
+        p.error(f"--hidden sizes must be positive ints, got {a.hidden}")
+    if a.noise not in NOISES:
+        p.error(f"unknown noise {a.noise!r}; choose one of {', '.join(sorted(NOISES))}")
+    if len(a.noise_levels) != len(a.hidden):
+        p.error(
+            f"--noise-levels needs one level per hidden layer ({len(a.hidden)}), got "
+            f"{len(a.noise_levels)}"
+        )
+    high = math.inf if a.noise == "gaussian" else 1.0
+    if any(not 0.0 <= v <= high for v in a.noise_levels):
+        p.error(f"--noise-levels must lie in [0, {high}] for {a.noise} noise, got {a.noise_levels}")
+    if any(not 0.0 < f <= 1.0 for f in a.label_fractions):
+        p.error(f"--label-fractions must lie in (0, 1], got {a.label_fractions}")
+    for name in ("learning_rate", "finetune_learning_rate"):
+        v = getattr(a, name)
+        if not (math.isfinite(v) and v > 0):
+            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
+
+
+def _subset(data, fraction: float, seed: int):
+    n = data.x.shape[0]
+    return (
+        data
+        if fraction == 1.0
+        else stratified_subset(data, max(NUM_CLASSES, round(fraction * n)), seed)
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs pre-training and fine-tuning; writes results.json and stacked_denoising.png."""
+    cfg = parse_args(argv)
+    start = time.perf_counter()
+    splits = digits(seed=0)
+    features = (splits.train.x.shape[1], *cfg.hidden)
+    runs: dict[tuple[float, str], list[dict[str, Any]]] = {
+        (f, arm): [] for f in cfg.label_fractions for arm in ARMS
+    }
+    pretraining = []
+    for seed in range(cfg.seeds):
+        key = jax.random.key(seed)
+        t0 = time.perf_counter()
+        pre = pretrain_layerwise(
+            splits.train.x,
+            splits.val.x,
+            cfg.hidden,
+            noise_levels=cfg.noise_levels,
+            noise=cfg.noise,
+            tx=adam(cfg.learning_rate),
+            key=jax.random.fold_in(key, 0),
+            batch_size=cfg.batch_size,
+            num_steps=cfg.pretrain_steps,
+            eval_every=cfg.eval_every,
+            patience=cfg.patience,
+        )
+        pretraining.append(
+            {
+                "val_denoising_mse": [min(r.history["val_loss"]) for r in pre.results],
+                "best_step": [int(r.state.stop.best_step) for r in pre.results],
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        for fraction in cfg.label_fractions:
+            train = _subset(splits.train, fraction, seed)
+            val = _subset(splits.val, fraction, seed)
+            batch_size = min(cfg.batch_size, train.x.shape[0])
+            examples_per_step = batch_size / train.x.shape[0]  # epochs = steps * B / n
+            for arm in ARMS:
+                apply_fn, params = stacked_classifier(
+                    features,
+                    NUM_CLASSES,
+                    encoders=pre.encoders if arm == "pretrained" else None,
+                    rngs=nnx.Rngs(jax.random.fold_in(key, 1)),
+                )
+                result = fine_tune(
+                    apply_fn,
+                    params,
+                    train,
+                    val,
+                    tx=adam(cfg.finetune_learning_rate),
+                    key=jax.random.fold_in(key, 2),
+                    batch_size=batch_size,
+                    num_steps=cfg.finetune_steps,
+                    eval_every=cfg.eval_every,
+                    patience=cfg.patience,
+                )
+                best_step, stop_step = int(result.state.stop.best_step), int(result.state.step)
+                runs[(fraction, arm)].append(
+                    {
+                        "test_accuracy": float(
+                            accuracy(apply_fn(result.best_params, splits.test.x), splits.test.y)
+                        ),
+                        "best_step": best_step,
+                        "stop_step": stop_step,
+                        "best_epoch": best_step * examples_per_step,
+                        "stop_epoch": stop_step * examples_per_step,
+                        "history": {
+                            "step": result.history["step"],
+                            "val_accuracy": result.history["val_accuracy"],
+                        },
+                        "labelled_train": int(train.x.shape[0]),
+                        "labelled_val": int(val.x.shape[0]),
+                    }
+                )
+                print(
+                    f"seed {seed} labels {fraction:>4.0%} {arm:10s} test accuracy "
+                    f"{runs[(fraction, arm)][-1]['test_accuracy']:.4f} (best step {best_step})",
+                    flush=True,
+                )
+    results = {
+        "config": dataclasses.asdict(cfg),
+        "pretraining": {
+            "val_denoising_mse": _layers_stats([p["val_denoising_mse"] for p in pretraining]),
+            "best_step": _layers_stats([p["best_step"] for p in pretraining]),
+            "seconds": _stats([p["seconds"] for p in pretraining]),
+        },
+        "fine_tuning": {
+            f"{fraction:g}": {
+                "labelled_train": runs[(fraction, ARMS[0])][0]["labelled_train"],
+                "labelled_val": runs[(fraction, ARMS[0])][0]["labelled_val"],
+                **{
+                    arm: {
+                        key: _stats([r[key] for r in runs[(fraction, arm)]])
+                        for key in (
+                            "test_accuracy",
+                            "best_step",
+                            "stop_step",
+                            "best_epoch",
+                            "stop_epoch",
+                        )
+                    }
+                    for arm in ARMS
+                },
+            }
+            for fraction in cfg.label_fractions
+        },
+    }
+    for entry in results["fine_tuning"].values():
+        pre, rand = entry["pretrained"]["test_accuracy"], entry["random"]["test_accuracy"]
+        entry["pretraining_gain"] = pre["mean"] - rand["mean"]
+        entry["gain_exceeds_spread"] = bool(
+            pre["mean"] - rand["mean"] > max(pre["std"], rand["std"])
+        )
+    results["timing"] = {"total_s": time.perf_counter() - start}
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    _plot(out / "stacked_denoising.png", cfg, runs)
+    for fraction, entry in results["fine_tuning"].items():
+        pre, rand = entry["pretrained"], entry["random"]
+        print(
+            f"labels {float(fraction):>4.0%} ({entry['labelled_train']} examples): pre-trained "
+            f"{pre['test_accuracy']['mean']:.4f} +- {pre['test_accuracy']['std']:.4f} "
+            f"(stop epoch {pre['stop_epoch']['mean']:.0f}), random "
+            f"{rand['test_accuracy']['mean']:.4f} +- {rand['test_accuracy']['std']:.4f} "
+            f"(stop epoch {rand['stop_epoch']['mean']:.0f})"
+        )
+    print(f"wrote {out}/results.json, stacked_denoising.png")
+    return results
+
+
+def _layers_stats(per_seed: list[list[float]]) -> list[dict[str, Any]]:
+    """Per layer, the mean/std/per-seed of a quantity given as per_seed[seed][layer]."""
+    return [_stats([float(s[k]) for s in per_seed]) for k in range(len(per_seed[0]))]
+
+
+def _plot(path: Path, cfg: Config, runs: dict[tuple[float, str], list[dict[str, Any]]]) -> None:
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.38
+    colors = {"pretrained": "tab:blue", "random": "tab:orange"}
+    for j, arm in enumerate(ARMS):
+        for i, fraction in enumerate(cfg.label_fractions):
+            acc = [r["test_accuracy"] for r in runs[(fraction, arm)]]
+            x = i + (j - 0.5) * width
+            bars.bar(
+                x,
+                np.mean(acc),
+                width,
+                yerr=np.std(acc),
+                color=colors[arm],
+                label=arm if i == 0 else None,
+                capsize=4,
+            )
+            bars.scatter(np.full(len(acc), x), acc, color="k", s=8, zorder=3)
+            history = runs[(fraction, arm)][0]["history"]
+            curves.plot(
+                history["step"],
+                history["val_accuracy"],
+                color=colors[arm],
+                linestyle="-" if fraction == max(cfg.label_fractions) else "--",
+                label=f"{arm}, {fraction:.0%} labels",
+            )
+    bars.set_xticks(range(len(cfg.label_fractions)))
+    bars.set_xticklabels([f"{f:.0%} labels" for f in cfg.label_fractions])
+    lows = [r["test_accuracy"] for rs in runs.values() for r in rs]
+    bars.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
+    bars.set_ylabel("test accuracy")
+    bars.set_title(f"{'-'.join(map(str, cfg.hidden))} + softmax, {cfg.seeds} seeds")
+    bars.legend()
+    curves.set_xlabel("fine-tuning step")
+    curves.set_ylabel("validation accuracy")
+    curves.set_title("fine-tuning, seed 0")
+    curves.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
