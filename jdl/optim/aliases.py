@@ -7,7 +7,7 @@ a JAX array (traced under ``vmap``); ``learning_rate`` may also be a schedule ``
 Concrete values are validated here, traced ones are not.
 
 Example:
-  >>> import jax.numpy as jnp, optax, jdl
+  >>> import jax.numpy as jnp, optax, jdl.optim
   >>> params = {"w": jnp.ones(3)}
   >>> tx = jdl.optim.adam(1e-3)
   >>> state = tx.init(params)

@@ -26,13 +26,13 @@ def time_constant_decay(init_value: ArrayLike, tau: ArrayLike) -> optax.Schedule
       A schedule ``count -> eta_count``.
 
     Example:
-      >>> import jdl
+      >>> import jdl.optim
       >>> schedule = jdl.optim.time_constant_decay(0.1, tau=100)
       >>> tx = jdl.optim.sgd(schedule)
 
     References:
       Bengio, "Practical recommendations for gradient-based training of deep architectures",
-      2012, eq. (3). Equals ``torch.optim.lr_scheduler.LambdaLR`` with
+      2012, section 3.1.1. Equals ``torch.optim.lr_scheduler.LambdaLR`` with
       ``lambda t: tau / max(t, tau)``.
     """
     check_interval("init_value", init_value, 0.0)

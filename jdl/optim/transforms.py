@@ -9,7 +9,9 @@ Conventions shared by every block:
 * State is a NamedTuple with ``count`` (int32 scalar, the number of updates done) first; every
   other per-parameter buffer has the parameter's shape and dtype.
 * Arithmetic happens in at least float32 and the result is cast back to the parameter's dtype:
-  in bfloat16 a decay such as b2 = 0.999 would round to exactly 1 (optax issue #1414).
+  in bfloat16 a decay such as b2 = 0.999 would round to exactly 1 (optax issue #1414). Stored
+  in bfloat16, a moving average still only resolves relative changes above about 2**-8; keep
+  float32 parameters where that matters.
 * Hyper-parameters may be Python floats or JAX arrays (traced under ``vmap``). Concrete values
   are checked at construction (:mod:`jdl.optim.validation`); traced ones are used as they are.
 

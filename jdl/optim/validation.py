@@ -7,7 +7,6 @@ interval and rejected with a ``ValueError`` naming the argument and the interval
 """
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -62,6 +61,6 @@ def check_interval(
 
 def check_learning_rate(learning_rate: Any) -> None:
     """Check a learning rate: a schedule ``count -> value`` (not checked) or a value >= 0."""
-    if isinstance(learning_rate, Callable) and not isinstance(learning_rate, jax.Array):
+    if callable(learning_rate):
         return
     check_interval("learning_rate", learning_rate, 0.0)
