@@ -56,6 +56,17 @@ def test_chunk_trains_compiles_once_and_is_deterministic():
         state, metrics = chunk(state, TRAIN, VAL)
         history.append({k: float(v) for k, v in metrics.items()})
     assert chunk._cache_size() == 1
+    # The chunk draws the batches of jdl.data.minibatch (permutations computed per chunk):
+    # 3 single steps, then a chunk starting mid-epoch, equal 23 single steps.
+    step = jax.jit(train_step(loss_fn, tx, batch_size=16))
+    singles = init_state(PARAMS, tx, es, jax.random.key(0))
+    for _ in range(3):
+        singles, _ = step(singles, TRAIN)
+    chunked, _ = chunk(singles, TRAIN, VAL)
+    for _ in range(20):
+        singles, _ = step(singles, TRAIN)
+    np.testing.assert_allclose(chunked.params["w"], singles.params["w"], rtol=1e-6)
+    assert int(chunked.step) == int(singles.step) == 23
     assert set(history[0]) == {"train_loss", "val_loss", "val_mae"}
     assert history[-1]["val_loss"] < 0.05 * history[0]["train_loss"]
     assert history[0]["val_loss"] > history[1]["val_loss"] > history[2]["val_loss"]
