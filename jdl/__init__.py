@@ -1,5 +1,26 @@
-"""jdl: a JAX functional training framework for deep-learning research and teaching."""
+"""jdl: a JAX functional training framework for deep-learning research and teaching.
+
+Subpackages, one course concept each:
+
+- ``jdl.optim``: the course's optimizers as optax gradient transformations, and schedules.
+- ``jdl.train``: the compiled training loop, early stopping and checkpoints.
+- ``jdl.search``: many training runs (hyper-parameters x seeds) as one compiled program.
+- ``jdl.models``: Flax NNX modules (MLP, autoencoders) and their functional boundary.
+- ``jdl.data``, ``jdl.losses``, ``jdl.regularizers``, ``jdl.augment``: the pieces of a loss.
+"""
+
+from jdl import augment, data, losses, models, optim, regularizers, search, train
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "augment",
+    "data",
+    "losses",
+    "models",
+    "optim",
+    "regularizers",
+    "search",
+    "train",
+]
