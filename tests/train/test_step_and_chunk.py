@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+import jdl.optim
 from jdl.data import Dataset
 from jdl.train import early_stopping, init_state, make_chunk, train_step
 
@@ -115,7 +116,7 @@ def test_vmap_over_learning_rates_equals_separate_runs():
     lrs = jnp.array([0.01, 0.05, 0.2])
 
     def run(lr, key):
-        tx = optax.sgd(lr)
+        tx = jdl.optim.sgd(lr)
         chunk = make_chunk(
             loss_fn, tx, batch_size=16, chunk_steps=15, eval_fn=eval_fn, early_stopping=es
         )
