@@ -269,27 +269,36 @@ def _search(
     *,
     methods: tuple[str, ...] = (),
     dropout_rate: float = 0.0,
-) -> tuple[Search, SearchResult, dict[str, dict[str, np.ndarray]]]:
-    """One vmapped search; returns it, its result and ``eval_fn`` of the final parameters on
-    the "train", "val" and "test" sets, each metric of shape (S, H)."""
-    train, val, test = splits
+) -> tuple[SearchResult, Callable[[Any], dict[str, dict[str, np.ndarray]]]]:
+    """One vmapped search over ``hparams`` x seeds; returns its result and ``evaluate``, which
+    maps parameters with leaves (S, H, ...) to ``eval_fn`` on the "train", "val" and "test"
+    sets (one compiled program for the three), each metric of shape (S, H)."""
     apply_fn, init_fn = _mlp(width, dropout_rate)
+    eval_fn = _eval_fn(apply_fn)
     search = Search(
         init_fn,
         lambda hp: jdl.optim.adam(cfg.learning_rate),
         make_loss_fn=_make_loss_fn(apply_fn, methods, dropout=dropout_rate > 0, k=cfg.k),
-        eval_fn=_eval_fn(apply_fn),
+        eval_fn=eval_fn,
         batch_size=cfg.batch_size,
         chunk_steps=cfg.chunk_steps,
         # patience longer than the run: never stops, keeps the best parameters
         early_stopping=early_stopping(cfg.steps + cfg.chunk_steps),
     )
+    train, val, _ = splits
     result = search.run(population(hparams, seeds=cfg.seeds), train, val, steps=cfg.steps)
-    final = {
-        name: {k: np.asarray(v) for k, v in search.evaluate(result.params, data).items()}
-        for name, data in (("train", train), ("val", val), ("test", test))
-    }
-    return search, result, final
+    members = jax.vmap(jax.vmap(eval_fn, in_axes=(0, None)), in_axes=(0, None))
+    evaluate_all = jax.jit(
+        lambda params: {
+            name: members(params, data)
+            for name, data in zip(("train", "val", "test"), splits, strict=True)
+        }
+    )
+
+    def evaluate(params: Any) -> dict[str, dict[str, np.ndarray]]:
+        return jax.tree.map(np.asarray, evaluate_all(params))
+
+    return result, evaluate
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -300,7 +309,8 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 def _capacity(cfg: Config, splits: tuple[Dataset, Dataset, Dataset]) -> dict[str, Any]:
     rows = []
     for width in cfg.widths:
-        _, result, final = _search(cfg, width, {"width": [width]}, splits)
+        result, evaluate = _search(cfg, width, {"width": [width]}, splits)
+        final = evaluate(result.params)
         train_eval, val_eval = final["train"], final["val"]
         rows.append(
             {
@@ -343,14 +353,15 @@ def _methods_results(
         rows += [(m, v) for m in group if m != "none" for v in grids[m]]
         names = [m for m in group if m != "none"] or ["none"]
         hparams = {n: [v if m == n else 0.0 for m, v in rows] for n in names}
-        search, result, final = _search(cfg, cfg.hidden, hparams, splits, methods=group)
+        result, evaluate = _search(cfg, cfg.hidden, hparams, splits, methods=group)
+        final = evaluate(result.params)
         for h, (m, v) in enumerate(rows):
             per_method.setdefault(m, []).append(
                 (v, final["val"]["accuracy"][:, h], final["test"]["accuracy"][:, h])
             )
         if "none" in group and "early_stopping" in cfg.methods:
             # the unregularized runs' parameters of lowest validation loss
-            best_test = search.evaluate(result.best_params, splits[2])["accuracy"]
+            best_test = evaluate(result.best_params)["test"]["accuracy"]
             per_method["early_stopping"] = [
                 (
                     float(np.mean(result.best_step[:, 0])),
@@ -362,7 +373,10 @@ def _methods_results(
     if "dropout" in cfg.methods:
         start = time.perf_counter()
         for rate in cfg.dropout:
-            _, _, final = _search(cfg, cfg.hidden, {"dropout": [rate]}, splits, dropout_rate=rate)
+            result, evaluate = _search(
+                cfg, cfg.hidden, {"dropout": [rate]}, splits, dropout_rate=rate
+            )
+            final = evaluate(result.params)
             per_method.setdefault("dropout", []).append(
                 (rate, final["val"]["accuracy"][:, 0], final["test"]["accuracy"][:, 0])
             )
