@@ -624,6 +624,68 @@ class Search:
                 raise TypeError(f"expected a jdl.data.Dataset, got {type(d).__name__}")
         return tuple(replicate(jax.tree.map(jnp.asarray, d), self.mesh) for d in datasets)
 
+    def _fetch(
+        self,
+        state: SearchState,
+        history: list[dict[str, jax.Array]],
+        val: Dataset,
+        test: Dataset | None,
+        num_configs: int,
+    ) -> dict:
+        """Evaluates the best parameters and brings everything to the host, padding dropped."""
+        best_params = state.train.stop.best_params
+        best = {f"val_{k}": v for k, v in self.evaluate(best_params, val).items()}
+        if test is not None:
+            best.update({f"test_{k}": v for k, v in self.evaluate(best_params, test).items()})
+        stop = state.train.stop
+        host = to_host(
+            {
+                "train": (
+                    state.train.step,
+                    stop.best_step,
+                    stop.best_metric,
+                    stop.should_stop,
+                    stop.diverged,
+                ),
+                "final": state.last,
+                "best": best,
+                "history": history,
+                "best_params": best_params,
+                "params": state.train.params,
+            }
+        )
+        return _drop_padding(host, num_configs)
+
+    def collect(
+        self,
+        pop: Population,
+        state: SearchState,
+        history: list[dict[str, jax.Array]],
+        val: Dataset,
+        *,
+        steps: int,
+        test: Dataset | None = None,
+        compile_s: float = 0.0,
+        run_s: float = 0.0,
+    ) -> SearchResult:
+        """The `SearchResult` of a population trained step by step with `advance` (as
+        successive halving and population-based training do).
+
+        Args:
+          pop: the population the state was built from (``init``).
+          state: its state after training.
+          history: the metrics returned by each ``advance``.
+          val: validation set; the best parameters are evaluated on it.
+          steps: the step budget (a member that took fewer stopped early).
+          test: evaluated with the best parameters when given.
+          compile_s, run_s: the times to report.
+        """
+        (val,) = self._place(val)
+        test = None if test is None else self._place(test)[0]
+        piece = self._fetch(state, history, val, test, pop.num_configs)
+        num_chunks = max(len(history), 1)
+        return _assemble(pop, [piece], num_chunks, self.chunk_steps, steps, compile_s, run_s)
+
     def run(
         self,
         pop: Population,
@@ -675,30 +737,15 @@ class Search:
                 history.append(metrics)
                 if bool(jnp.all(state.train.stop.should_stop)):
                     break
-            best_params = state.train.stop.best_params
-            best = {f"val_{k}": v for k, v in self.evaluate(best_params, val).items()}
-            if test is not None:
-                best.update(
-                    {f"test_{k}": v for k, v in self.evaluate(best_params, placed[2]).items()}
+            pieces.append(
+                self._fetch(
+                    state,
+                    history,
+                    val,
+                    placed[2] if test is not None else None,
+                    min(part, num_configs - lo),
                 )
-            stop = state.train.stop
-            host = to_host(
-                {
-                    "train": (
-                        state.train.step,
-                        stop.best_step,
-                        stop.best_metric,
-                        stop.should_stop,
-                        stop.diverged,
-                    ),
-                    "final": state.last,
-                    "best": best,
-                    "history": history,
-                    "best_params": best_params,
-                    "params": state.train.params,
-                }
             )
-            pieces.append(_drop_padding(host, min(part, num_configs - lo)))
         compile_s = self.compile_seconds - compile_before
         run_s = time.perf_counter() - start - compile_s
         return _assemble(pop, pieces, num_chunks, self.chunk_steps, steps, compile_s, run_s)

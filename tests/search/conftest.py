@@ -48,7 +48,7 @@ def sgd_factory(hp):
 
 
 ES = early_stopping(8, divergence_threshold=10.0)
-CHUNK, STEPS = 4, 10  # 3 chunks, the last one cut at step 10
+CHUNK, STEPS = 4, 12  # 3 chunks
 
 
 @pytest.fixture(scope="session")
