@@ -155,4 +155,4 @@ def test_bad_arguments_raise_clearly():
         eval_fn=lambda p, d: {"mse": jnp.zeros(())},
     )
     with pytest.raises(ValueError, match="'loss'"):
-        chunk(init_state(PARAMS, tx, es, 0), TRAIN, VAL)
+        jax.eval_shape(chunk, init_state(PARAMS, tx, es, 0), TRAIN, VAL)
