@@ -84,13 +84,19 @@ class Checkpoints:
         step = self._state.latest_step()
         if step is None:
             return None
-        restored = self._state.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_saveable(like)),
-                history=ocp.args.JsonRestore(),
-            ),
-        )
+        try:
+            restored = self._state.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(_saveable(like)),
+                    history=ocp.args.JsonRestore(),
+                ),
+            )
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(
+                f"the checkpoint at step {step} in {self.directory} does not match this run's "
+                f"state (another model or optimizer?): {e}"
+            ) from e
         state = restored.state
         if _is_typed_key(like.key):
             state = state._replace(

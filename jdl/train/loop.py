@@ -305,8 +305,8 @@ def _run(
             record = {"step": new_step, "time_s": time.perf_counter() - start, **metrics}
             for k, v in record.items():
                 history.setdefault(k, []).append(v)
-            bar.update(new_step - step)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+            bar.update(new_step - step)
             step, chunks = new_step, chunks + 1
             if ckpt is not None:
                 if int(state.stop.best_step) != best_step:

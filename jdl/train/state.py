@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jdl.data import Dataset
@@ -69,8 +70,8 @@ def init_state(
             "early_stopping must be built by jdl.train.early_stopping, got "
             f"{type(early_stopping).__name__}"
         )
-    if isinstance(key, int) and not isinstance(key, bool):
-        key = jax.random.key(key)
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        key = jax.random.key(int(key))
     elif not isinstance(key, jax.Array):
         raise TypeError(f"key must be a PRNG key or an int seed, got {type(key).__name__}")
     params = jax.tree.map(jnp.array, params)  # own copies, safe to donate

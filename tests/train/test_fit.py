@@ -154,6 +154,21 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, reference,
     # A finished run resumes to its end without training again.
     again = run(checkpoint_dir=ckpt)
     assert again.history == resumed.history
+    # Another model cannot resume from this run's checkpoints.
+    train, val, params, loss_fn, eval_fn = problem()
+    with pytest.raises(ValueError, match="does not match"):
+        fit(
+            loss_fn,
+            {**params, "extra": jnp.zeros(3)},
+            optax.adam(0.05),
+            train,
+            val,
+            eval_fn=eval_fn,
+            num_steps=200,
+            batch_size=16,
+            progress=False,
+            checkpoint_dir=ckpt,
+        )
 
 
 if __name__ == "__main__":
