@@ -45,7 +45,8 @@ def make_chunk(
     times with ``lax.scan`` and :math:`t` counts optimizer steps (so ``patience`` is in
     optimizer steps). ``chunk`` is pure: ``fit`` calls ``jax.jit(chunk)`` from a Python loop,
     a search calls ``jax.jit(jax.vmap(chunk))``; ``tx`` and ``early_stopping`` may close over
-    traced hyper-parameters.
+    traced hyper-parameters. The batches are those of `jdl.data.minibatch`; each epoch's
+    permutation is computed once per chunk rather than once per step.
 
     Args:
       loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``.
@@ -60,7 +61,8 @@ def make_chunk(
 
     Returns:
       ``chunk(state, train, val) -> (state, metrics)`` with ``metrics`` a flat dict:
-      ``"train_loss"`` (mean training loss over the chunk's active steps) and each entry
+      ``"train_loss"`` (mean training loss over the chunk's active steps; not finite when the
+      run blew up in this chunk) and each entry
       ``k`` of ``eval_fn``'s dict as ``"val_" + k`` (``"val_loss"``, ``"val_accuracy"``, ...).
 
     References:
