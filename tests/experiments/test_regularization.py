@@ -10,7 +10,7 @@ from experiments.regularization import main
 
 def test_writes_figures_and_table_and_rejects_bad_flags(tmp_path, capsys):
     argv = ["--train-size", "40", "--hidden", "8", "--steps", "20", "--chunk-steps", "10"]
-    argv += ["--batch-size", "20", "--seeds", "2", "--widths", "4", "--l2", "1e-3,1e-1"]
+    argv += ["--batch-size", "20", "--seeds", "2", "--widths", "8", "--l2", "1e-3,1e-1"]
     argv += ["--methods", "none,l2,early_stopping", "--out", str(tmp_path)]
     results = main(argv)
     for name in ("capacity.png", "regularizers.png"):
@@ -19,7 +19,7 @@ def test_writes_figures_and_table_and_rejects_bad_flags(tmp_path, capsys):
     assert saved == json.loads(json.dumps(results))
     assert saved["train_examples"] == 40
     (row,) = saved["capacity"]["rows"]
-    assert row["width"] == 4 and row["parameters"] == 64 * 4 + 4 + 4 * 10 + 10
+    assert row["width"] == 8 and row["parameters"] == 64 * 8 + 8 + 8 * 10 + 10
     assert len(row["val_curve"]) == 2 and all(math.isfinite(v) for v in row["val_curve"])
     for key in ("train_loss", "val_loss", "best_val_loss", "val_accuracy"):
         assert math.isfinite(row[key]["mean"]) and row[key]["std"] >= 0
