@@ -150,11 +150,11 @@ def _train(
     return result, snapshots, lambda p: float(test_accuracy(p))
 
 
-def _replay(rule: EarlyStopping, history: dict[str, list[float]]) -> tuple[int, int, float]:
+def _replay(rule: EarlyStopping, history: dict[str, list[float]]) -> tuple[int, int, bool]:
     """Feeds the recorded validation losses to ``rule.update`` (what ``fit(...,
     early_stopping=rule)`` computes on the same trajectory). Returns the index of the chunk
     where it stops (the last one if it never does), the index of the best chunk (-1: none)
-    and the best validation loss."""
+    and whether it stopped."""
 
     def body(state: EarlyStoppingState, inp: tuple[jax.Array, ...]) -> tuple[Any, jax.Array]:
         metric, step, index = inp
@@ -169,7 +169,7 @@ def _replay(rule: EarlyStopping, history: dict[str, list[float]]) -> tuple[int, 
     state, stops = jax.lax.scan(body, rule.init(jnp.asarray(-1, jnp.int32)), inputs)
     stops = np.asarray(stops)
     stop = int(np.argmax(stops)) if stops.any() else len(stops) - 1
-    return stop, int(state.best_params), float(state.best_metric)
+    return stop, int(state.best_params), bool(stops.any())
 
 
 def _rules(cfg: Config) -> dict[str, EarlyStopping]:
@@ -190,11 +190,12 @@ def _summary(
     snapshots: list[Any],
     stop: int,
     best: int,
+    stopped: bool,
     test_accuracy: Callable[[Any], float],
 ) -> dict[str, Any]:
     """A rule's outcome from chunk indices (``snapshots[i + 1]`` follows chunk i)."""
     return {
-        "stopped_early": stop < len(history["step"]) - 1,
+        "stopped_early": stopped,
         "stop_step": history["step"][stop],
         "best_step": history["step"][best] if best >= 0 else 0,
         "best_val_loss": history["val_loss"][best] if best >= 0 else None,
@@ -251,12 +252,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             snapshots,
             len(history["step"]) - 1,
             history["step"].index(int(result.state.stop.best_step)),
+            bool(result.state.stop.should_stop),
             test_accuracy,
         )
     }
     for name, rule in _rules(cfg).items():
-        stop, best, _ = _replay(rule, history)
-        rules[name] = _summary(history, snapshots, stop, best, test_accuracy)
+        rules[name] = _summary(history, snapshots, *_replay(rule, history), test_accuracy)
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(train.x.shape[0]),
