@@ -246,12 +246,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train = stratified_subset(train, cfg.train_size, seed=cfg.seed)
     result, snapshots, test_accuracy = _train(cfg, train, splits.val, splits.test)
     history = result.history
+    best_step = int(result.state.stop.best_step)
     rules = {
         "none": _summary(
             history,
             snapshots,
             len(history["step"]) - 1,
-            history["step"].index(int(result.state.stop.best_step)),
+            history["step"].index(best_step) if best_step in history["step"] else -1,
             bool(result.state.stop.should_stop),
             test_accuracy,
         )
