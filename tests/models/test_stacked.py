@@ -1,0 +1,99 @@
+"""Stacked denoising autoencoder: layer-wise pre-training, stacking, fine-tuning."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jdl.data import Dataset
+from jdl.models import fine_tune, pretrain_layerwise, stacked_classifier
+
+
+def _data(n: int, seed: int) -> Dataset:
+    """Two classes of 8-pixel images in [0, 1]: bright left half or bright right half."""
+    y = jnp.arange(n) % 2
+    base = jnp.where((jnp.arange(8)[None] < 4) == (y[:, None] == 0), 0.9, 0.1)
+    noise = 0.1 * jax.random.uniform(jax.random.key(seed), (n, 8))
+    return Dataset(jnp.clip(base + noise, 0.0, 1.0), y.astype(jnp.int32))
+
+
+def test_pretraining_stacking_and_fine_tuning():
+    train, val = _data(48, 0), _data(16, 1)
+    pre = pretrain_layerwise(
+        train.x,
+        val.x,
+        (6, 4),
+        noise_levels=(0.3, 0.1),
+        tx=optax.adam(0.05),
+        key=jax.random.key(0),
+        batch_size=16,
+        num_steps=60,
+        eval_every=20,
+        patience=1000,
+    )
+    assert [e["kernel"].shape for e in pre.encoders] == [(8, 6), (6, 4)]
+    assert [e["bias"].shape for e in pre.encoders] == [(6,), (4,)]
+    for result in pre.results:  # each stage is a fit run whose training loss went down
+        assert result.history["train_loss"][-1] < result.history["train_loss"][0]
+        assert result.history["step"][-1] == 60
+
+    apply_fn, params = stacked_classifier((8, 6, 4), 2, encoders=pre.encoders, rngs=nnx.Rngs(3))
+    _, random_params = stacked_classifier((8, 6, 4), 2, rngs=nnx.Rngs(3))
+    for k, encoder in enumerate(pre.encoders):  # decoders dropped, encoders stacked
+        np.testing.assert_array_equal(params["layers"][k]["kernel"], encoder["kernel"])
+        np.testing.assert_array_equal(params["layers"][k]["bias"], encoder["bias"])
+    # Same softmax-layer initialisation as the random baseline, different hidden layers.
+    np.testing.assert_array_equal(
+        params["layers"][2]["kernel"], random_params["layers"][2]["kernel"]
+    )
+    assert not np.allclose(params["layers"][0]["kernel"], random_params["layers"][0]["kernel"])
+    # The stack computes sigmoid codes of sigmoid codes, then the softmax layer's logits.
+    h = train.x
+    for encoder in pre.encoders:
+        h = jax.nn.sigmoid(h @ encoder["kernel"] + encoder["bias"][None])
+    out = params["layers"][2]
+    np.testing.assert_allclose(
+        apply_fn(params, train.x), h @ out["kernel"] + out["bias"][None], rtol=1e-5, atol=1e-6
+    )
+
+    result = fine_tune(
+        apply_fn,
+        params,
+        train,
+        val,
+        tx=optax.adam(0.05),
+        key=jax.random.key(1),
+        batch_size=16,
+        num_steps=60,
+        eval_every=20,
+        patience=1000,
+    )
+    history = result.history
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["val_accuracy"][-1] == 1.0  # two well-separated classes
+
+
+def test_bad_arguments_raise_clear_errors():
+    x = jnp.zeros((8, 4))
+    common = {"tx": optax.sgd(0.1), "key": jax.random.key(0)}
+    with pytest.raises(ValueError, match="one level per layer"):
+        pretrain_layerwise(x, x, (3, 2), noise_levels=(0.1,), **common)
+    with pytest.raises(ValueError, match="noise must be one of"):
+        pretrain_layerwise(x, x, (3,), noise_levels=(0.1,), noise="blur", **common)
+    with pytest.raises(ValueError, match="noise level"):
+        pretrain_layerwise(x, x, (3,), noise_levels=(1.5,), **common)
+    with pytest.raises(ValueError, match="train_x and val_x"):
+        pretrain_layerwise(x, jnp.zeros((8, 5)), (3,), noise_levels=(0.1,), **common)
+    with pytest.raises(ValueError, match="encoder 0 must have kernel"):
+        stacked_classifier(
+            (4, 3),
+            2,
+            encoders=[{"kernel": jnp.zeros((3, 3)), "bias": jnp.zeros(3)}],
+            rngs=nnx.Rngs(0),
+        )
+    with pytest.raises(ValueError, match="one layer per hidden size"):
+        stacked_classifier((4, 3, 2), 2, encoders=[], rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="num_classes"):
+        stacked_classifier((4, 3), 1, rngs=nnx.Rngs(0))
