@@ -232,7 +232,9 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
 
 
-def _train_variant(name: str, seed: int, cfg: Config, splits) -> dict[str, Any]:
+def _train_variant(
+    name: str, seed: int, cfg: Config, splits, corrupted: dict[str, jax.Array]
+) -> dict[str, Any]:
     """Trains one variant with one seed; returns its test numbers, codes and outputs."""
     variant = VARIANTS[name]
     key = jax.random.key(seed)
@@ -259,7 +261,6 @@ def _train_variant(name: str, seed: int, cfg: Config, splits) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - start
     test = splits.test
-    corrupted = _corrupted_test_sets(test.x)
     outputs, train_codes, test_codes = _evaluator(name)(
         result.best_params, splits.train.x, test.x, corrupted
     )
@@ -292,6 +293,7 @@ def _evaluator(name: str) -> Callable[..., Any]:
     return evaluate
 
 
+@jax.jit
 def _corrupted_test_sets(x: jax.Array) -> dict[str, jax.Array]:
     """One fixed corrupted copy of the test set per noise (the same for every variant)."""
     key = jax.random.key(12345)
@@ -300,7 +302,7 @@ def _corrupted_test_sets(x: jax.Array) -> dict[str, jax.Array]:
     }
 
 
-def _pca_baseline(splits) -> dict[str, Any]:
+def _pca_baseline(splits, corrupted: dict[str, jax.Array]) -> dict[str, Any]:
     """PCA with CODE_SIZE components: reconstruction MSE and linear probe on its codes."""
     x_train, x_test = np.asarray(splits.train.x), np.asarray(splits.test.x)
     pca = PCA(CODE_SIZE).fit(x_train)
@@ -309,9 +311,8 @@ def _pca_baseline(splits) -> dict[str, Any]:
         return pca.inverse_transform(pca.transform(x))
 
     mse = {"clean": float(np.mean((reconstruct(x_test) - x_test) ** 2))}
-    corrupted = {k: np.asarray(v) for k, v in _corrupted_test_sets(splits.test.x).items()}
     for name, x_tilde in corrupted.items():
-        mse[name] = float(np.mean((reconstruct(x_tilde) - x_test) ** 2))
+        mse[name] = float(np.mean((reconstruct(np.asarray(x_tilde)) - x_test) ** 2))
     codes = pca.transform(x_test)
     probe = float(
         _probe(
@@ -329,9 +330,11 @@ def _pca_baseline(splits) -> dict[str, Any]:
     }
 
 
-def _plot_reconstructions(path: Path, splits, runs: dict, pca: dict, n: int = 10) -> None:
+def _plot_reconstructions(
+    path: Path, splits, corrupted: dict[str, jax.Array], runs: dict, pca: np.ndarray, n: int = 10
+) -> None:
     test_x = np.asarray(splits.test.x[:n])
-    corrupted = {k: np.asarray(v[:n]) for k, v in _corrupted_test_sets(splits.test.x).items()}
+    corrupted = {k: np.asarray(v[:n]) for k, v in corrupted.items()}
     rows: list[tuple[str, np.ndarray]] = [("original", test_x), ("PCA 16", pca[:n])]
     for name, run in runs.items():
         rows.append((name, run["reconstructions"]["clean"][:n]))
@@ -380,10 +383,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = parse_args(argv)
     start = time.perf_counter()
     splits = digits(seed=0)
-    pca = _pca_baseline(splits)
+    corrupted = _corrupted_test_sets(splits.test.x)
+    pca = _pca_baseline(splits, corrupted)
     runs: dict[str, list[dict[str, Any]]] = {}
     for name in cfg.variants:
-        runs[name] = [_train_variant(name, seed, cfg, splits) for seed in range(cfg.seeds)]
+        runs[name] = [
+            _train_variant(name, seed, cfg, splits, corrupted) for seed in range(cfg.seeds)
+        ]
         clean = np.mean([r["mse"]["clean"] for r in runs[name]])
         print(f"{name:20s} test MSE {clean:.4f}", flush=True)
     variants: dict[str, Any] = {}
@@ -420,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         variants[name] = entry
     noisy_input = {
         noise: float(jnp.mean(jnp.square(x_tilde - splits.test.x)))
-        for noise, x_tilde in _corrupted_test_sets(splits.test.x).items()
+        for noise, x_tilde in corrupted.items()
     }
     results = {
         "config": dataclasses.asdict(cfg),
@@ -440,6 +446,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _plot_reconstructions(
         out / "reconstructions.png",
         splits,
+        corrupted,
         {name: seed_runs[0] for name, seed_runs in runs.items()},
         pca["reconstructions"]["clean"],
     )
