@@ -30,7 +30,8 @@ class Autoencoder(nnx.Module):
         h_0 = x,  h_l = s(W_l h_{l-1} + b_l)  (l < k),  h = h_k = s_code(W_k h_{k-1} + b_k),
     and the decoder mirrors it,
         r_k = h,  r_{l-1} = s(V_l r_l + c_l)  (l > 1),  x_hat = r_0 = s_out(V_1 r_1 + c_1),
-    with V_l = W_l^T when ``tied`` (each decoder layer keeps its own bias c_l). One hidden
+    with V_l = W_l^T when ``tied`` (each decoder layer keeps its own bias c_l); W_l (n_l x
+    n_{l-1}) is stored transposed, as the (n_{l-1}, n_l) kernel of ``nnx.Linear``. One hidden
     layer, ``(64, 16)``, is the simplest (undercomplete) autoencoder; ``(64, 32, 16)`` is a
     deep one; ``(64, 128)`` is overcomplete and needs a constraint (sparsity, noise,
     contraction) to learn something other than the identity.

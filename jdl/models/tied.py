@@ -8,11 +8,12 @@ from flax import nnx
 class TiedDense(nnx.Module):
     """Dense layer whose kernel is another layer's kernel transposed: y = W^T x + c.
 
-    Weight sharing as the course's autoencoders use it: the decoder reuses the encoder matrix,
-    W2 = W1^T, and keeps its own bias c. The layer holds a reference to the very same
-    ``nnx.Param`` as ``tied_to``, so ``nnx.split`` stores the kernel once and the gradient of
-    a loss with respect to it is the sum of the contributions of both uses,
-    dL/dW = dL/dW_enc + (dL/dW_dec)^T.
+    Weight sharing as the course's autoencoders use it: the encoder computes W x + b, the
+    decoder reuses its matrix, W2 = W1^T, and keeps its own bias c (``nnx.Linear`` stores W
+    transposed, as its kernel, so this layer computes ``x @ kernel.T + c``). The layer holds
+    a reference to the very same ``nnx.Param`` as ``tied_to``, so ``nnx.split`` stores the
+    kernel once and the gradient of a loss with respect to it is the sum of the contributions
+    of both uses, dL/dW = dL/dW_enc + (dL/dW_dec)^T.
 
     Args:
       tied_to: the ``nnx.Linear`` layer mapping n -> m whose kernel (shape (n, m)) is shared;
