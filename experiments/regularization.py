@@ -454,7 +454,7 @@ def _plot_capacity(capacity: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("hidden width w (MLP 64-w-10)")
     ax.set_ylabel("cross-entropy")
     ax.set_title("capacity: final training and validation loss")
-    ax.legend()
+    ax.legend(loc="lower left")
     for r in rows:
         ax_t.plot(capacity["steps"], r["val_curve"], label=f"w = {r['width']}")
     ax_t.set_xlabel("step")
