@@ -86,14 +86,19 @@ def make_chunk(
     ) -> tuple[TrainState, dict[str, jax.Array]]:
         draw = _batches(train, data_key(state.key), state.step, batch_size, chunk_steps)
 
-        def scan_body(s: TrainState, _: None) -> tuple[TrainState, tuple[jax.Array, jax.Array]]:
+        def scan_body(
+            s: TrainState, i: jax.Array
+        ) -> tuple[TrainState, tuple[jax.Array, jax.Array]]:
             active = ~s.stop.should_stop
             if num_steps is not None:
                 active = active & (s.step < num_steps)
-            s, loss = step_fn(s, draw(s.step))
+            # A running member is at step state.step + i (a frozen one ignores its batch):
+            # drawing by it rather than s.step keeps the batch unbatched under a vmap whose
+            # members share the chunk's start step and key (jdl.search), one gather for all.
+            s, loss = step_fn(s, draw(state.step + i))
             return s, (loss, active)
 
-        state, (losses, active) = jax.lax.scan(scan_body, state, None, length=chunk_steps)
+        state, (losses, active) = jax.lax.scan(scan_body, state, jnp.arange(chunk_steps))
         n_active = jnp.sum(active)
         train_loss = jnp.where(
             n_active > 0,
