@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -205,15 +206,24 @@ def _parse(argv: list[str] | None) -> Config:
 # ------------------------------------------------------------------------------ training
 
 
-def _mlp(width: int, dropout_rate: float = 0.0) -> tuple[Callable, Callable]:
-    """``apply_fn`` and ``init_fn(key) -> params`` of the 64-width-10 MLP."""
+@functools.cache
+def _mlp(width: int, dropout_rate: float = 0.0) -> tuple[Callable, Callable, Callable]:
+    """The 64-width-10 MLP: ``apply_fn``, compiled ``init_fn(key) -> params`` and compiled
+    ``evaluate(params, datasets)`` (``eval_fn`` of every member on each data set). Cached, so
+    searches of one model share their compiled initialisation and evaluation."""
 
     def build(key: jax.Array) -> MLP:
         rngs = nnx.Rngs(params=key, dropout=key)
         return MLP((64, width, 10), dropout_rate=dropout_rate, rngs=rngs)
 
     apply_fn, _ = functional(build(jax.random.key(0)))
-    return apply_fn, jax.jit(lambda key: functional(build(key))[1])
+    members = jax.vmap(jax.vmap(_eval_fn(apply_fn), in_axes=(0, None)), in_axes=(0, None))
+
+    @jax.jit
+    def evaluate(params: Any, datasets: tuple[Dataset, ...]) -> list[dict[str, jax.Array]]:
+        return [members(params, data) for data in datasets]
+
+    return apply_fn, jax.jit(lambda key: functional(build(key))[1]), evaluate
 
 
 def _eval_fn(apply_fn: Callable) -> Callable:
@@ -273,13 +283,12 @@ def _search(
     """One vmapped search over ``hparams`` x seeds; returns its result and ``evaluate``, which
     maps parameters with leaves (S, H, ...) to ``eval_fn`` on the "train", "val" and "test"
     sets (one compiled program for the three), each metric of shape (S, H)."""
-    apply_fn, init_fn = _mlp(width, dropout_rate)
-    eval_fn = _eval_fn(apply_fn)
+    apply_fn, init_fn, evaluate_all = _mlp(width, dropout_rate)
     search = Search(
         init_fn,
         lambda hp: jdl.optim.adam(cfg.learning_rate),
         make_loss_fn=_make_loss_fn(apply_fn, methods, dropout=dropout_rate > 0, k=cfg.k),
-        eval_fn=eval_fn,
+        eval_fn=_eval_fn(apply_fn),
         batch_size=cfg.batch_size,
         chunk_steps=cfg.chunk_steps,
         # patience longer than the run: never stops, keeps the best parameters
@@ -287,16 +296,10 @@ def _search(
     )
     train, val, _ = splits
     result = search.run(population(hparams, seeds=cfg.seeds), train, val, steps=cfg.steps)
-    members = jax.vmap(jax.vmap(eval_fn, in_axes=(0, None)), in_axes=(0, None))
-    evaluate_all = jax.jit(
-        lambda params: {
-            name: members(params, data)
-            for name, data in zip(("train", "val", "test"), splits, strict=True)
-        }
-    )
 
     def evaluate(params: Any) -> dict[str, dict[str, np.ndarray]]:
-        return jax.tree.map(np.asarray, evaluate_all(params))
+        metrics = jax.tree.map(np.asarray, evaluate_all(params, splits))
+        return dict(zip(("train", "val", "test"), metrics, strict=True))
 
     return result, evaluate
 
