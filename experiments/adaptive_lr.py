@@ -1,0 +1,287 @@
+"""Adaptive learning-rate re-estimation against the best fixed rate and time-constant decay.
+
+    python -m experiments.adaptive_lr [--optimizer sgd] [--lr-min 1e-3] [--lr-max 10]
+        [--num-lrs 9] [--seeds 2] [--rounds 10] [--period 90] [--probe-steps 10]
+        [--probe-size 256] [--multipliers 0.5,1,2] [--initial-lr 0.01] [--tau-fraction 0.25]
+        [--batch-size 64] [--hidden 64] [--out DIR]
+
+Three ways to set the learning rate of the same MLP on digits, each for the same number of
+optimizer steps T = rounds x (period + probe_steps), over ``--seeds`` seeds:
+
+* fixed: the best constant rate of a log grid (one `jdl.search.Search`);
+* time-constant decay: eta_t = eta_0 tau / max(t, tau), tau = tau_fraction T
+  (`jdl.optim.time_constant_decay`), eta_0 the best of the same grid (both trained in the same
+  search: a constant rate is the decay with tau >= T);
+* adaptive: the course's brute-force re-estimation (`jdl.search.make_adaptive`) from
+  ``--initial-lr``: every round, N copies with the rates eta x multipliers train K steps on a
+  fixed subset of ``--probe-size`` training examples and the best is kept.
+
+Writes ``results.json`` (test accuracy of each method's best parameters, mean and std over
+seeds; the adaptive rates round by round) and ``adaptive_lr.png`` (validation loss and
+learning rate against the step) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+import jdl.optim
+from jdl.data import Dataset, digits
+from jdl.losses import accuracy, softmax_cross_entropy
+from jdl.models import MLP, functional
+from jdl.search import Search, log_grid, make_adaptive, product
+from jdl.search import population as make_population
+from jdl.search.report import write_json
+from jdl.train import early_stopping, init_state
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad", "adamax", "nadam", "amsgrad")
+NUM_CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The comparison: optimizer, grid, seeds, re-estimation schedule, decay, model."""
+
+    optimizer: str = "sgd"
+    lr_min: float = 1e-3
+    lr_max: float = 10.0
+    num_lrs: int = 9
+    seeds: int = 2
+    rounds: int = 10
+    period: int = 90
+    probe_steps: int = 10
+    probe_size: int = 256
+    multipliers: tuple[float, ...] = (0.5, 1.0, 2.0)
+    initial_lr: float = 0.01
+    tau_fraction: float = 0.25
+    batch_size: int = 64
+    hidden: tuple[int, ...] = (64,)
+    out: str = "runs/adaptive_lr"
+
+    @property
+    def steps(self) -> int:
+        """T = rounds x (period + probe_steps)."""
+        return self.rounds * (self.period + self.probe_steps)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _numbers(kind: type) -> Any:
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(t) for t in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers, got {text!r}"
+            ) from None
+        if not values or any(not (math.isfinite(v) and v > 0) for v in values):
+            raise argparse.ArgumentTypeError(f"values must be positive, got {text!r}")
+        return values
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    d = Config()
+    p = _Parser(prog="python -m experiments.adaptive_lr", description=__doc__.split("\n")[0])
+    p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
+    for name in ("lr_min", "lr_max", "initial_lr", "tau_fraction"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    for name in ("num_lrs", "seeds", "rounds", "period", "probe_steps", "probe_size", "batch_size"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--multipliers", type=_numbers(float), default=d.multipliers)
+    p.add_argument("--hidden", type=_numbers(int), default=d.hidden)
+    p.add_argument("--out", default=d.out)
+    a = p.parse_args(argv)
+    if a.optimizer not in OPTIMIZERS:
+        p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    for name in ("lr_min", "lr_max", "initial_lr"):
+        v = getattr(a, name)
+        if not (math.isfinite(v) and v > 0):
+            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    if a.lr_min > a.lr_max:
+        p.error(f"--lr-min ({a.lr_min}) must not exceed --lr-max ({a.lr_max})")
+    if not 0 < a.tau_fraction <= 1:
+        p.error(f"--tau-fraction must be in (0, 1], got {a.tau_fraction}")
+    for name in ("num_lrs", "seeds", "rounds", "period", "probe_steps", "probe_size", "batch_size"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
+    return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the three methods and writes results.json and adaptive_lr.png."""
+    cfg = parse_args(argv)
+    splits = digits(seed=0)
+    n_train = splits.train.x.shape[0]
+    if max(cfg.batch_size, cfg.probe_size) > n_train:
+        print(
+            f"python -m experiments.adaptive_lr: error: --batch-size and --probe-size must not "
+            f"exceed the {n_train} training examples",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
+    apply_fn, _ = functional(MLP(features, rngs=nnx.Rngs(0)))
+
+    def init_fn(key: jax.Array) -> Any:
+        return functional(MLP(features, rngs=nnx.Rngs(key)))[1]
+
+    def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
+        return softmax_cross_entropy(apply_fn(params, batch.x), batch.y), {}
+
+    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
+        logits = apply_fn(params, data.x)
+        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+
+    make_tx = getattr(jdl.optim, cfg.optimizer)
+    steps, chunk = cfg.steps, cfg.period + cfg.probe_steps
+    es = early_stopping(10 * steps, divergence_threshold=2.0 * math.log(NUM_CLASSES))
+    tau = max(1.0, cfg.tau_fraction * steps)
+
+    # Fixed rates and time-constant decay in one search: a constant rate is tau >= T.
+    search = Search(
+        init_fn,
+        lambda hp: make_tx(jdl.optim.time_constant_decay(hp["learning_rate"], hp["tau"])),
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        batch_size=cfg.batch_size,
+        chunk_steps=chunk,
+        early_stopping=es,
+    )
+    grid = log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)
+    pop = make_population(product(tau=[float(steps), tau], learning_rate=grid), cfg.seeds)
+    result = search.run(pop, splits.train, splits.val, steps=steps, test=splits.test)
+    constant = pop.hparams["tau"] >= steps
+    score = np.where(result.diverged, np.inf, result.best_val_loss).mean(axis=0)  # (H,)
+
+    def summary(cols: np.ndarray, name: str) -> dict[str, Any]:
+        h = int(cols[np.argmin(score[cols])])
+        return {
+            "learning_rate": float(pop.hparams["learning_rate"][h]),
+            "tau": None if name == "fixed" else tau,
+            "best_val_loss_mean": float(score[h]),
+            "test_accuracy_mean": float(result.best["test_accuracy"][:, h].mean()),
+            "test_accuracy_std": float(result.best["test_accuracy"][:, h].std()),
+            "val_loss_curve": result.history["val_loss"][:, :, h].mean(axis=1),
+            "steps": result.history["step"],
+        }
+
+    fixed = summary(np.flatnonzero(constant), "fixed")
+    decay = summary(np.flatnonzero(~constant), "decay")
+
+    # Adaptive re-estimation: one compiled program, vmapped over the seeds.
+    run = jax.jit(
+        jax.vmap(
+            make_adaptive(
+                loss_fn,
+                make_tx,
+                batch_size=cfg.batch_size,
+                period=cfg.period,
+                probe_steps=cfg.probe_steps,
+                multipliers=cfg.multipliers,
+                eval_fn=eval_fn,
+                early_stopping=es,
+                num_rounds=cfg.rounds,
+            ),
+            in_axes=(0, None, None, None, None),
+        )
+    )
+    states = []
+    for seed in range(cfg.seeds):
+        k_init, k_run = jax.random.split(jax.random.key(seed))
+        states.append(init_state(init_fn(k_init), make_tx(cfg.initial_lr), es, k_run))
+    states = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    rng = np.random.default_rng(0)
+    probe_idx = np.sort(rng.choice(n_train, cfg.probe_size, replace=False))
+    probe = jax.tree.map(lambda a: a[probe_idx], splits.train)
+    final, _, history = run(states, cfg.initial_lr, splits.train, splits.val, probe)
+    test_eval = jax.vmap(eval_fn, in_axes=(0, None))(final.stop.best_params, splits.test)
+    lrs = np.asarray(history.learning_rate)  # (S, rounds)
+    best_metric = np.asarray(final.stop.best_metric)
+    adaptive = {
+        "initial_learning_rate": cfg.initial_lr,
+        "learning_rates": lrs,
+        "best_val_loss_mean": float(best_metric.mean()),
+        "test_accuracy_mean": float(np.asarray(test_eval["accuracy"]).mean()),
+        "test_accuracy_std": float(np.asarray(test_eval["accuracy"]).std()),
+        "val_loss_curve": np.asarray(history.metrics["val_loss"]).mean(axis=0),
+        "steps": np.asarray(history.step)[0],
+        "diverged": np.asarray(final.stop.diverged),
+        "probe_step_computations": cfg.rounds * len(cfg.multipliers) * cfg.probe_steps,
+    }
+    results = {
+        "config": {**dataclasses.asdict(cfg), "steps": steps},
+        "fixed": fixed,
+        "decay": decay,
+        "adaptive": adaptive,
+        "grid": {
+            "learning_rate": pop.hparams["learning_rate"],
+            "tau": pop.hparams["tau"],
+            "best_val_loss_mean": score,
+            "test_accuracy_mean": result.best["test_accuracy"].mean(axis=0),
+        },
+    }
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    _plot(out / "adaptive_lr.png", fixed, decay, adaptive, steps, tau)
+    for name, r in (("fixed", fixed), ("decay", decay), ("adaptive", adaptive)):
+        lr = r.get("learning_rate", r.get("initial_learning_rate"))
+        print(
+            f"{name:9s} lr {lr:.3g}  best val loss {r['best_val_loss_mean']:.4f}  test accuracy "
+            f"{r['test_accuracy_mean']:.4f} +- {r['test_accuracy_std']:.4f}"
+        )
+    print(f"adaptive rates, seed 0: {' '.join(f'{v:.3g}' for v in lrs[0])}")
+    print(f"wrote {out}/results.json, adaptive_lr.png")
+    return results
+
+
+def _plot(path: Path, fixed: dict, decay: dict, adaptive: dict, steps: int, tau: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, r in (("best fixed", fixed), ("time-constant decay", decay), ("adaptive", adaptive)):
+        ax1.plot(r["steps"], r["val_loss_curve"], marker="o", ms=3, label=name)
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("validation loss (mean over seeds)")
+    ax1.grid(True, alpha=0.3)
+    ax1.legend()
+    t = np.arange(steps)
+    ax2.plot(t, np.full(steps, fixed["learning_rate"]), label="best fixed")
+    ax2.plot(t, decay["learning_rate"] * tau / np.maximum(t, tau), label="time-constant decay")
+    starts = np.concatenate([[0], adaptive["steps"]])
+    for s, lrs in enumerate(adaptive["learning_rates"]):
+        label = "adaptive" if s == 0 else None
+        ax2.step(starts, np.append(lrs, lrs[-1]), where="post", color="C2", alpha=0.7, label=label)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("learning rate")
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
