@@ -182,18 +182,19 @@ def test_objectives_match_their_formulas_and_closed_form_contraction():
 
 
 def test_gradients_check_grads():
+    deep = Autoencoder((5, 4, 2), code_activation=None, tied=True, rngs=nnx.Rngs(0))
+    loss_fn = autoencoder_loss(  # every term, through a deep network with tied weights
+        deep,
+        corruption=functools.partial(augment.gaussian_noise, sigma=0.1),
+        l1_code=0.1,
+        contraction=0.3,
+        weight_decay=0.01,
+    )
+    _, params = functional(deep)
+    x = np.random.default_rng(0).uniform(size=(4, 5))
     with jax.enable_x64(True):
-        batch = Dataset(jax.random.uniform(jax.random.key(0), (4, 5), jnp.float64), jnp.zeros(4))
-        deep = Autoencoder((5, 4, 2), code_activation=None, tied=True, rngs=nnx.Rngs(0))
-        loss_fn = autoencoder_loss(  # every term, through a deep network with tied weights
-            deep,
-            corruption=functools.partial(augment.gaussian_noise, sigma=0.1),
-            l1_code=0.1,
-            contraction=0.3,
-            weight_decay=0.01,
-        )
-        _, params = functional(deep)
-        params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+        params = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
+        batch = Dataset(jnp.asarray(x), jnp.zeros(4))
         f = jax.jit(lambda p: loss_fn(p, batch, jax.random.key(2))[0])
         check_grads(f, (params,), order=1, modes=("rev",))
 
