@@ -65,9 +65,19 @@ def _check_batch(name: str, x: jax.Array) -> None:
 
 
 def kernels_only(params: Params) -> Params:
-    """Default weight mask: True for leaves with ndim >= 2 (kernels), False for biases/scales.
+    """Default weight mask: m(w) = [ndim(w) >= 2], True for kernels, False for biases/scales.
 
-    Example: ``kernels_only({"kernel": W, "bias": b}) == {"kernel": True, "bias": False}``.
+    Biases are left out because each controls one unit and they need no regularization to
+    generalize; penalizing them can cause underfitting.
+
+    Args:
+        params: parameter pytree.
+
+    Returns:
+        A pytree of Python bools with the structure of ``params``, e.g.
+        ``kernels_only({"kernel": W, "bias": b}) == {"kernel": True, "bias": False}``.
+
+    Reference: Goodfellow et al., *Deep Learning*, sec. 7.1; the ``mask`` of ``optax.masked``.
     """
     return jax.tree_util.tree_map(lambda p: jnp.ndim(p) >= 2, params)
 
