@@ -13,7 +13,8 @@ N Adam members (learning rates on a log grid) of an MLP 64-128-128-10 on digits,
 4. a hand-written optax ``inject_hyperparams`` + ``vmap`` + ``lax.scan`` program, one call for
    all steps, one batch per step shared by the members;
 5. PyTorch ``torch.func`` (``stack_module_state`` + ``functional_call`` + ``vmap``) with a
-   vectorised Adam, in the interpreter ``--torch-python`` (skipped when torch is absent).
+   vectorised Adam, in the interpreter ``--torch-python`` (skipped when torch is absent),
+   timed over ``--torch-steps`` steps (its wall time is scaled to the full run).
 
 For each: compile time, run time, member-steps per second; the ratios jdl / others (wall time
 including compilation, and run throughput); and the achieved FLOP rate against the machine's
@@ -281,8 +282,11 @@ TORCH_SCRIPT = textwrap.dedent(
 )
 
 
-def run_torch(python: str | None, lrs: np.ndarray, steps: int) -> dict[str, Any] | None:
-    """Variant 5 in a torch interpreter (a subprocess); None when torch is not installed."""
+def run_torch(
+    python: str | None, lrs: np.ndarray, steps: int, timed_steps: int
+) -> dict[str, Any] | None:
+    """Variant 5 in a torch interpreter (a subprocess), timed over ``timed_steps`` steps, its
+    wall time scaled to ``steps``; None when torch is not installed."""
     if python is None:
         return None
     check = subprocess.run([python, "-c", "import torch"], capture_output=True)
@@ -299,12 +303,14 @@ def run_torch(python: str | None, lrs: np.ndarray, steps: int) -> dict[str, Any]
             features=np.asarray(FEATURES),
         )
         out = subprocess.run(
-            [python, "-c", TORCH_SCRIPT, str(data), str(steps), str(BATCH)],
+            [python, "-c", TORCH_SCRIPT, str(data), str(timed_steps), str(BATCH)],
             capture_output=True,
             text=True,
             check=True,
         )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["wall_s"] += result["run_s"] * (steps / timed_steps - 1.0)
+    return result
 
 
 def _default_torch_python() -> str | None:
@@ -329,10 +335,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=_default_torch_python(),
         help="a Python interpreter with torch for variant 5 (default: $JDL_TORCH_PYTHON)",
     )
+    p.add_argument(
+        "--torch-steps",
+        type=int,
+        default=100,
+        help="steps timed for variant 5 (slow on CPU); its rate is compared per member-step",
+    )
     p.add_argument("--out", default=None, help="also write the figures as JSON")
     a = p.parse_args(argv)
-    if min(a.members, a.steps, a.chunk_steps) < 1:
-        p.error("--members, --steps and --chunk-steps must be positive")
+    if min(a.members, a.steps, a.chunk_steps, a.torch_steps) < 1:
+        p.error("--members, --steps, --chunk-steps and --torch-steps must be positive")
     lrs = log_grid(1e-4, 1e-1, a.members)
     peak = matmul_peak()
     results: dict[str, Any] = {
@@ -341,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "3 sequential, one compile": run_sequential(lrs, a.steps, reuse=True),
         "4 hand-written vmap+scan": run_handwritten(lrs, a.steps),
     }
-    torch_result = run_torch(a.torch_python, lrs, a.steps)
+    torch_result = run_torch(a.torch_python, lrs, a.steps, min(a.steps, a.torch_steps))
     if torch_result is not None:
         results["5 torch.func vmap"] = torch_result
     flop = flops_per_member_step()

@@ -289,6 +289,7 @@ class SearchResult(NamedTuple):
 
 
 def _signature(args: Any) -> tuple:
+    """What a compiled program depends on: tree structure, shapes, dtypes and shardings."""
     leaves, treedef = jax.tree.flatten(args)
     return treedef, tuple(
         (leaf.shape, leaf.dtype, getattr(leaf, "sharding", None))
@@ -341,7 +342,8 @@ class Search:
 
     References:
       J. Bergstra, Y. Bengio, "Random Search for Hyper-Parameter Optimization", JMLR 13 (2012);
-      JAX's ``jax.vmap`` and ``jax.sharding`` (shard_map-free automatic partitioning).
+      JAX, "Distributed arrays and automatic parallelization" (``jax.sharding``),
+      https://docs.jax.dev/en/latest/notebooks/Distributed_arrays_and_automatic_parallelization.html
     """
 
     def __init__(
@@ -548,9 +550,7 @@ class Search:
         keys = replicate(jnp.stack(run_keys), self.mesh)
         params = replicate(params, self.mesh)
         state = self._call("init", self._init_program, hp, params, keys)
-        valid = jax.device_put(
-            jnp.arange(size) < num_configs, member_sharding(self.mesh, 1, axis=0)
-        )
+        valid = replicate(jnp.arange(size) < num_configs, self.mesh)
         clock = replicate(jnp.zeros((), jnp.int32), self.mesh)
         train, val = self._place(train, val)
         shapes_key = _signature((hp, state, train, val))

@@ -30,6 +30,7 @@ def test_successive_halving_keeps_the_leader_without_recompiling(search, data):
 def test_pbt_exploits_the_leader_and_perturbs_it(search, data):
     train, val, _ = data
     pop = population({"learning_rate": [1e-3, 0.5]}, seeds=[0, 1])
+    compiled = search.compilations
     out = population_based_training(
         search,
         pop,
@@ -42,6 +43,7 @@ def test_pbt_exploits_the_leader_and_perturbs_it(search, data):
         bounds={"learning_rate": (1e-4, 0.55)},
     )
     assert out.event_steps == [CHUNK, 2 * CHUNK]
+    assert search.compilations <= compiled + 1  # at most the gather, once for both events
     lr = out.hparams["learning_rate"]  # (events + 1, S, H)
     assert lr.shape == (3, 2, 2)
     # Event 1: in each seed the slow member (slot 0) copies the fast one, perturbed by 0.8 or
