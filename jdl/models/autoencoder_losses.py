@@ -331,7 +331,7 @@ def reconstruction_metrics(
     def eval_fn(params: Params, data: Dataset) -> dict[str, jax.Array]:
         module = nnx.merge(graphdef, params, rest)
         x_in = data.x if corruption is None else corruption(key, data.x)
-        error = jnp.mean(jnp.square(module(x_in) - data.x))
+        error = mse(module(x_in), data.x)
         return {"loss": error, "mse": error}
 
     return eval_fn
