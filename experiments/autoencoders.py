@@ -345,15 +345,14 @@ def _plot_reconstructions(
         rows.append((f"{noise} input", x_tilde))
         for name in (*denoisers, PLAIN):
             rows.append((f"{name} on {noise}", runs[name]["reconstructions"][noise][:n]))
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95))
-    axes = np.asarray(axes).reshape(len(rows), n)
-    for r, (label, images) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.imshow(np.clip(images[c].reshape(8, 8), 0, 1), cmap="gray_r", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.8, len(rows) * 0.85), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows, strict=True):
+        # One strip per row: the n 8x8 images side by side, one blank column between them.
+        tiles = np.pad(np.clip(images.reshape(n, 8, 8), 0, 1), ((0, 0), (0, 0), (0, 1)))
+        ax.imshow(np.hstack(list(tiles))[:, :-1], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle("Test digits and reconstructions (seed 0)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
