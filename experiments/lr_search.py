@@ -16,7 +16,6 @@ loss against the learning rate: the course's too small / just right / too large 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import sys
@@ -31,7 +30,7 @@ import jdl.optim
 from jdl.data import Dataset, digits
 from jdl.losses import accuracy, softmax_cross_entropy
 from jdl.models import MLP, functional
-from jdl.search import Search, initialize_distributed, log_grid, population
+from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
 from jdl.search.report import (
     aggregate,
     best_config,
@@ -126,7 +125,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden sizes, e.g. 128,128")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
-    p.add_argument("--devices", type=int, default=d.devices, help="default: every device")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=d.devices,
+        help="devices to shard the members over (default: all; on a CPU host, one per core)",
+    )
     p.add_argument("--out", default=d.out)
     p.add_argument(
         "--distributed",
@@ -164,21 +168,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
 
-def _use_devices(n: int | None) -> None:
-    """On a CPU-only machine, ask XLA for n host devices (possible before JAX's first use)."""
-    if n is None or n <= 1:
-        return
-    # Once the backend is up (an earlier call in this process), use the devices it has.
-    with contextlib.suppress(RuntimeError):
-        jax.config.update("jax_num_cpu_devices", n)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the search and writes its four files; returns the results dict of results.json."""
     cfg = parse_args(argv)
     if cfg.distributed:
         initialize_distributed(cfg.coordinator, cfg.num_processes, cfg.process_id)
-    _use_devices(cfg.devices)
+    # On a CPU-only host each core becomes a device (the search shards its members over them);
+    # this must precede JAX's first computation, and changes nothing once JAX is running.
+    use_cpu_cores(cfg.devices)
     if cfg.devices is not None and cfg.devices > len(jax.devices()):
         print(
             f"python -m experiments.lr_search: error: --devices {cfg.devices} but only "

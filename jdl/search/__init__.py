@@ -20,7 +20,7 @@ from jdl.search.grid import (
 )
 from jdl.search.halving import HalvingResult, rank_scores, successive_halving
 from jdl.search.pbt import PBTResult, population_based_training
-from jdl.search.sharding import initialize_distributed, member_mesh
+from jdl.search.sharding import initialize_distributed, member_mesh, use_cpu_cores
 
 __all__ = [
     "AdaptiveHistory",
@@ -40,5 +40,6 @@ __all__ = [
     "product",
     "rank_scores",
     "successive_halving",
+    "use_cpu_cores",
     "zipped",
 ]

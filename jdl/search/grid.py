@@ -464,10 +464,15 @@ class Search:
             )
 
         inner = jax.vmap(member, in_axes=(0, 0, 0, 0, None, None, None, None))
-        outer = jax.vmap(inner, in_axes=(0, 0, 0, 0, 0, None, None, None))
-        step, params, opt_state, stop, metrics = outer(
-            hp, state.params, state.opt_state, state.stop, state.key, clock, train, val
-        )
+        members = (hp, state.params, state.opt_state, state.stop)
+        if state.key.shape[0] == 1:
+            # One seed: a single vmap (a size-1 outer one costs ~5% on CPU).
+            out = inner(*jax.tree.map(lambda a: a[0], members), state.key[0], clock, train, val)
+            out = jax.tree.map(lambda a: a[None], out)
+        else:
+            outer = jax.vmap(inner, in_axes=(0, 0, 0, 0, 0, None, None, None))
+            out = outer(*members, state.key, clock, train, val)
+        step, params, opt_state, stop, metrics = out
         live = ~state.stop.should_stop
         step = jnp.where(live, step, state.step)
         last = {k: jnp.where(live, metrics[k], last[k]) for k in last}
