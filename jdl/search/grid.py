@@ -381,7 +381,6 @@ class Search:
         self.mesh = member_mesh(devices)
         self.num_devices = self.mesh.devices.size
         self._compiled: dict[tuple, Any] = {}
-        self._metric_shapes: dict[tuple, Any] = {}
         self.compilations = 0
         self.compile_seconds = 0.0
 
@@ -405,9 +404,12 @@ class Search:
         compiled = self._compiled.get(key)
         if compiled is None:
             start = time.perf_counter()
-            out_shapes = jax.eval_shape(fn, *args)
-            jitted = jax.jit(fn, out_shardings=self._shardings(out_shapes), donate_argnums=donate)
-            compiled = jitted.lower(*args).compile()
+
+            def placed(*a: Any) -> Any:  # outputs sharded like the inputs (one trace)
+                out = fn(*a)
+                return jax.lax.with_sharding_constraint(out, self._shardings(out))
+
+            compiled = jax.jit(placed, donate_argnums=donate).lower(*args).compile()
             self.compile_seconds += time.perf_counter() - start
             self.compilations += 1
             self._compiled[key] = compiled
@@ -558,17 +560,20 @@ class Search:
         valid = replicate(jnp.arange(size) < num_configs, self.mesh)
         clock = replicate(jnp.zeros((), jnp.int32), self.mesh)
         train, val = self._place(train, val)
-        shapes_key = _signature((hp, state, train, val))
-        shapes = self._metric_shapes.get(shapes_key)
-        if shapes is None:
-            shapes = jax.eval_shape(
-                lambda: self._advance_program(hp, state, clock, {}, train, val, num_steps=None)[3]
+        # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
+        one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[2:], a.dtype), state.params)
+        evaluation = jax.eval_shape(self._eval_fn, one, val)
+        if not isinstance(evaluation, dict) or "loss" not in evaluation:
+            raise ValueError(
+                "eval_fn must return a dict of scalars containing 'loss' (the monitored value)"
             )
-            self._metric_shapes[shapes_key] = shapes
-        last = jax.device_put(
-            {k: jnp.full(s.shape, jnp.nan, s.dtype) for k, s in shapes.items()},
-            self._shardings(shapes),
-        )
+        dtypes = {"train_loss": jnp.dtype(jnp.float32)}
+        dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})
+        last = {
+            k: jnp.full((num_seeds, size), jnp.nan if jnp.issubdtype(d, jnp.floating) else 0, d)
+            for k, d in dtypes.items()
+        }
+        last = jax.device_put(last, self._shardings(last))
         return SearchState(hp, state, clock, last, valid)
 
     def advance(
