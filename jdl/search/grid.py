@@ -241,6 +241,8 @@ class SearchState(NamedTuple):
       clock: steps since the start, shape (); every member still training has taken exactly
         this many steps.
       last: the metrics of each member's last chunk before it stopped, shape (S, H').
+      at_best: the validation metrics (``val_<k>``) of each member's evaluation with the best
+        loss so far, i.e. ``eval_fn`` of its best parameters, shape (S, H').
       valid: false on the padding, shape (H',).
     """
 
@@ -248,6 +250,7 @@ class SearchState(NamedTuple):
     train: TrainState
     clock: jax.Array  # shape=(), int32
     last: dict[str, jax.Array]
+    at_best: dict[str, jax.Array]
     valid: jax.Array  # shape=(H',), bool
 
 
@@ -263,8 +266,8 @@ class SearchResult(NamedTuple):
       diverged: stopped by a non-finite loss or the divergence threshold.
       final: each member's metrics of its last chunk: ``train_loss``, ``val_loss``,
         ``val_<k>`` for each entry of ``eval_fn``.
-      best: ``eval_fn`` of each member's best parameters: ``val_<k>`` and, with test data,
-        ``test_<k>``.
+      best: ``eval_fn`` of each member's best parameters: ``val_<k>`` (recorded at its best
+        evaluation; NaN if none was ever finite) and, with test data, ``test_<k>``.
       history: metric -> (C, S, H) after each of the C chunks (NaN once a member stopped),
         and ``"step"`` -> (C,).
       best_params: the best parameters, leaves (S, H, ...).
@@ -455,11 +458,12 @@ class Search:
         state: TrainState,
         clock: jax.Array,
         last: dict[str, jax.Array],
+        at_best: dict[str, jax.Array],
         train: Dataset,
         val: Dataset,
         *,
         num_steps: int | None,
-    ) -> tuple[TrainState, jax.Array, dict[str, jax.Array], dict[str, jax.Array]]:
+    ) -> tuple[TrainState, jax.Array, dict, dict, dict]:
         def member(hp, params, opt_state, stop, key, clock, train, val):
             return self._member_chunk(
                 hp, params, opt_state, stop, key, clock, train, val, num_steps
@@ -478,9 +482,11 @@ class Search:
         live = ~state.stop.should_stop
         step = jnp.where(live, step, state.step)
         last = {k: jnp.where(live, metrics[k], last[k]) for k in last}
+        improved = stop.best_step != state.stop.best_step
+        at_best = {k: jnp.where(improved, metrics[k], at_best[k]) for k in at_best}
         shown = {k: jnp.where(live, v, jnp.nan) for k, v in metrics.items()}
         new = TrainState(step, params, opt_state, stop, state.key)
-        return new, clock + self.chunk_steps, last, shown
+        return new, clock + self.chunk_steps, last, at_best, shown
 
     def _eval_program(self, params: Params, data: Dataset) -> dict[str, jax.Array]:
         return jax.vmap(jax.vmap(self._eval_fn, in_axes=(0, None)), in_axes=(0, None))(params, data)
@@ -495,6 +501,7 @@ class Search:
             hparams=hparams,
             train=TrainState(*moved, key=train.key),
             last=jax.tree.map(take, state.last),
+            at_best=jax.tree.map(take, state.at_best),
         )
 
     # ----------------------------------------------------------------- public steps
@@ -574,7 +581,9 @@ class Search:
             for k, d in dtypes.items()
         }
         last = jax.device_put(last, self._shardings(last))
-        return SearchState(hp, state, clock, last, valid)
+        at_best = {k: v for k, v in last.items() if k.startswith("val_")}
+        at_best = jax.tree.map(jnp.copy, at_best)  # own buffers: both are donated
+        return SearchState(hp, state, clock, last, at_best, valid)
 
     def advance(
         self, state: SearchState, train: Dataset, val: Dataset, *, num_steps: int | None = None
@@ -589,22 +598,25 @@ class Search:
         """
         train, val = self._place(train, val)
         fn = self._advance_fn(num_steps)
-        new, clock, last, metrics = self._call(
+        new, clock, last, at_best, metrics = self._call(
             f"advance{num_steps}",
             fn,
             state.hparams,
             state.train,
             state.clock,
             state.last,
+            state.at_best,
             train,
             val,
-            donate=(1, 3),
+            donate=(1, 3, 4),
         )
-        return state._replace(train=new, clock=clock, last=last), metrics
+        return state._replace(train=new, clock=clock, last=last, at_best=at_best), metrics
 
     def _advance_fn(self, num_steps: int | None) -> Callable:
-        def fn(hp, state, clock, last, train, val):
-            return self._advance_program(hp, state, clock, last, train, val, num_steps=num_steps)
+        def fn(hp, state, clock, last, at_best, train, val):
+            return self._advance_program(
+                hp, state, clock, last, at_best, train, val, num_steps=num_steps
+            )
 
         return fn
 
@@ -638,13 +650,13 @@ class Search:
         self,
         state: SearchState,
         history: list[dict[str, jax.Array]],
-        val: Dataset,
         test: Dataset | None,
         num_configs: int,
     ) -> dict:
-        """Evaluates the best parameters and brings everything to the host, padding dropped."""
+        """Evaluates the best parameters on the test set and brings everything to the host,
+        padding dropped."""
         best_params = state.train.stop.best_params
-        best = {f"val_{k}": v for k, v in self.evaluate(best_params, val).items()}
+        best = dict(state.at_best)
         if test is not None:
             best.update({f"test_{k}": v for k, v in self.evaluate(best_params, test).items()})
         stop = state.train.stop
@@ -671,7 +683,6 @@ class Search:
         pop: Population,
         state: SearchState,
         history: list[dict[str, jax.Array]],
-        val: Dataset,
         *,
         steps: int,
         test: Dataset | None = None,
@@ -685,14 +696,12 @@ class Search:
           pop: the population the state was built from (``init``).
           state: its state after training.
           history: the metrics returned by each ``advance``.
-          val: validation set; the best parameters are evaluated on it.
           steps: the step budget (a member that took fewer stopped early).
           test: evaluated with the best parameters when given.
           compile_s, run_s: the times to report.
         """
-        (val,) = self._place(val)
         test = None if test is None else self._place(test)[0]
-        piece = self._fetch(state, history, val, test, pop.num_configs)
+        piece = self._fetch(state, history, test, pop.num_configs)
         num_chunks = max(len(history), 1)
         return _assemble(pop, [piece], num_chunks, self.chunk_steps, steps, compile_s, run_s)
 
@@ -751,7 +760,6 @@ class Search:
                 self._fetch(
                     state,
                     history,
-                    val,
                     placed[2] if test is not None else None,
                     min(part, num_configs - lo),
                 )

@@ -138,7 +138,6 @@ def successive_halving(
         pop,
         state,
         history,
-        val,
         steps=rungs * rung_steps,
         test=test,
         compile_s=compile_s,

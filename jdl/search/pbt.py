@@ -146,7 +146,7 @@ def population_based_training(
     compile_s = search.compile_seconds - compile_before
     run_s = time.perf_counter() - start - compile_s
     result = search.collect(
-        pop, state, history, val, steps=steps, test=test, compile_s=compile_s, run_s=run_s
+        pop, state, history, steps=steps, test=test, compile_s=compile_s, run_s=run_s
     )
     return PBTResult(
         result=result,

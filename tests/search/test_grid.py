@@ -131,6 +131,8 @@ def test_search_equals_separate_runs_compiles_once_and_isolates_divergence(searc
             assert int(state.stop.best_step) == result.best_step[s, h]
     assert result.history["step"].tolist() == [4, 8, 12]
     assert set(result.best) == {"val_loss", "val_accuracy", "test_loss", "test_accuracy"}
+    # The validation metrics recorded at each member's best evaluation are its best loss.
+    np.testing.assert_array_equal(result.best["val_loss"], result.best_val_loss)
     assert result.timing["member_steps"] == 4 * STEPS
 
     compiled, traces = search.compilations, TRACES["optimizer"]
