@@ -25,6 +25,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import jax
@@ -292,14 +293,28 @@ class SearchResult(NamedTuple):
 
 
 def _signature(args: Any) -> tuple:
-    """What a compiled program depends on: tree structure, shapes, dtypes and shardings."""
+    """What a compiled program depends on: tree structure, shapes, dtypes and shardings (of
+    arrays or of their ``jax.ShapeDtypeStruct`` descriptions), shardings up to equivalence."""
     leaves, treedef = jax.tree.flatten(args)
     return treedef, tuple(
-        (leaf.shape, leaf.dtype, getattr(leaf, "sharding", None))
-        if isinstance(leaf, jax.Array)
-        else (np.shape(leaf), np.asarray(leaf).dtype, None)
+        (tuple(leaf.shape), str(leaf.dtype), _layout(getattr(leaf, "sharding", None)))
+        if isinstance(leaf, jax.Array | jax.ShapeDtypeStruct)
+        else (np.shape(leaf), str(np.asarray(leaf).dtype), None)
         for leaf in leaves
     )
+
+
+def _layout(sharding: Any) -> Any:
+    """A canonical form of a sharding: on one device every layout is the same, and trailing
+    unsplit dimensions do not count."""
+    if not isinstance(sharding, NamedSharding):
+        return sharding
+    if sharding.mesh.size == 1:
+        return ("one device", tuple(sharding.mesh.devices.flat))
+    spec = list(sharding.spec)
+    while spec and spec[-1] is None:
+        spec.pop()
+    return (sharding.mesh, tuple(spec))
 
 
 class Search:
@@ -384,6 +399,8 @@ class Search:
         self.mesh = member_mesh(devices)
         self.num_devices = self.mesh.devices.size
         self._compiled: dict[tuple, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._state_shapes: dict[tuple, Any] = {}
         self.compilations = 0
         self.compile_seconds = 0.0
 
@@ -407,16 +424,32 @@ class Search:
         compiled = self._compiled.get(key)
         if compiled is None:
             start = time.perf_counter()
-
-            def placed(*a: Any) -> Any:  # outputs sharded like the inputs (one trace)
-                out = fn(*a)
-                return jax.lax.with_sharding_constraint(out, self._shardings(out))
-
-            compiled = jax.jit(placed, donate_argnums=donate).lower(*args).compile()
+            self._compiled[key] = compiled = self._compile(fn, args, donate)
             self.compile_seconds += time.perf_counter() - start
             self.compilations += 1
-            self._compiled[key] = compiled
+        if isinstance(compiled, Future):
+            start = time.perf_counter()
+            self._compiled[key] = compiled = compiled.result()
+            self.compile_seconds += time.perf_counter() - start  # the time waited for it
         return compiled(*args)
+
+    def _compile(self, fn: Callable, args: Any, donate: tuple[int, ...]) -> Any:
+        def placed(*a: Any) -> Any:  # outputs sharded like the inputs (one trace)
+            out = fn(*a)
+            return jax.lax.with_sharding_constraint(out, self._shardings(out))
+
+        return jax.jit(placed, donate_argnums=donate).lower(*args).compile()
+
+    def _compile_ahead(self, name: str, fn: Callable, *args: Any, donate: tuple[int, ...]) -> None:
+        """Compiles ``jit(fn)`` for the argument descriptions ``args`` in a background thread
+        (XLA releases the GIL), while the caller goes on; ``_call`` waits for it."""
+        key = (name, _signature(args))
+        if key in self._compiled:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1)
+        self.compilations += 1
+        self._compiled[key] = self._pool.submit(self._compile, fn, args, donate)
 
     def _member_init(self, hp: HParams, params: Params, key: jax.Array) -> TrainState:
         return init_state(params, self._optimizer(hp), self._early_stopping, key)
@@ -526,7 +559,13 @@ class Search:
                     raise ValueError(f"configuration {config}: {e}") from None
 
     def init(
-        self, pop: Population, train: Dataset, val: Dataset, *, size: int | None = None
+        self,
+        pop: Population,
+        train: Dataset,
+        val: Dataset,
+        *,
+        size: int | None = None,
+        ahead: tuple[int | None] | None = None,
     ) -> SearchState:
         """The population at step 0, padded to ``size`` configurations (default: the next
         multiple of the device count) and placed on the devices.
@@ -535,6 +574,8 @@ class Search:
           pop: the population.
           train, val: the data sets (their shapes fix the metrics' structure).
           size: the padded number of configurations H'.
+          ahead: ``(num_steps,)`` to compile `advance` for these ``num_steps`` in the
+            background meanwhile.
 
         Raises:
           ValueError / TypeError: not a `Population`, or a configuration that the optimizer or
@@ -563,12 +604,11 @@ class Search:
         )
         keys = replicate(jnp.stack(run_keys), self.mesh)
         params = replicate(params, self.mesh)
-        state = self._call("init", self._init_program, hp, params, keys)
         valid = replicate(jnp.arange(size) < num_configs, self.mesh)
         clock = replicate(jnp.zeros((), jnp.int32), self.mesh)
         train, val = self._place(train, val)
         # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
-        one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[2:], a.dtype), state.params)
+        one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
         evaluation = jax.eval_shape(self._eval_fn, one, val)
         if not isinstance(evaluation, dict) or "loss" not in evaluation:
             raise ValueError(
@@ -583,6 +623,33 @@ class Search:
         last = jax.device_put(last, self._shardings(last))
         at_best = {k: v for k, v in last.items() if k.startswith("val_")}
         at_best = jax.tree.map(jnp.copy, at_best)  # own buffers: both are donated
+        at_best = jax.device_put(at_best, self._shardings(at_best))
+        if ahead is not None:
+            # Compile the chunk in the background while the initial state is computed.
+            shapes_key = _signature((hp, params, keys))
+            if shapes_key not in self._state_shapes:
+                self._state_shapes[shapes_key] = jax.eval_shape(
+                    self._init_program, hp, params, keys
+                )
+            shapes = jax.tree.map(
+                lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                self._state_shapes[shapes_key],
+                self._shardings(self._state_shapes[shapes_key]),
+            )
+            num_steps = ahead[0]
+            self._compile_ahead(
+                f"advance{num_steps}",
+                self._advance_fn(num_steps),
+                hp,
+                shapes,
+                clock,
+                last,
+                at_best,
+                train,
+                val,
+                donate=(1, 3, 4),
+            )
+        state = self._call("init", self._init_program, hp, params, keys)
         return SearchState(hp, state, clock, last, at_best, valid)
 
     def advance(
@@ -749,7 +816,7 @@ class Search:
         pieces = []
         for lo in range(0, num_configs, part):
             sub = Population({k: v[lo : lo + part] for k, v in pop.hparams.items()}, pop.seeds)
-            state = self.init(sub, train, val, size=part)
+            state = self.init(sub, train, val, size=part, ahead=(num_steps,))
             history = []
             for _ in range(num_chunks):
                 state, metrics = self.advance(state, train, val, num_steps=num_steps)
