@@ -401,6 +401,7 @@ class Search:
         self._compiled: dict[tuple, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._state_shapes: dict[tuple, Any] = {}
+        self._param_shapes: Any = None
         self.compilations = 0
         self.compile_seconds = 0.0
 
@@ -599,17 +600,14 @@ class Search:
             k_init, k_run = jax.random.split(jax.random.key(int(seed)))
             init_keys.append(k_init)
             run_keys.append(k_run)
-        params = jax.tree.map(
-            lambda *leaves: jnp.stack(leaves), *[self._init_fn(k) for k in init_keys]
-        )
         keys = replicate(jnp.stack(run_keys), self.mesh)
-        params = replicate(params, self.mesh)
         valid = replicate(jnp.arange(size) < num_configs, self.mesh)
         clock = replicate(jnp.zeros((), jnp.int32), self.mesh)
         train, val = self._place(train, val)
+        if self._param_shapes is None:
+            self._param_shapes = jax.eval_shape(self._init_fn, init_keys[0])
         # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
-        one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
-        evaluation = jax.eval_shape(self._eval_fn, one, val)
+        evaluation = jax.eval_shape(self._eval_fn, self._param_shapes, val)
         if not isinstance(evaluation, dict) or "loss" not in evaluation:
             raise ValueError(
                 "eval_fn must return a dict of scalars containing 'loss' (the monitored value)"
@@ -625,16 +623,22 @@ class Search:
         at_best = jax.tree.map(jnp.copy, at_best)  # own buffers: both are donated
         at_best = jax.device_put(at_best, self._shardings(at_best))
         if ahead is not None:
-            # Compile the chunk in the background while the initial state is computed.
-            shapes_key = _signature((hp, params, keys))
+            # Compile the chunk in the background while the parameters are initialised.
+            replicated = NamedSharding(self.mesh, PartitionSpec())
+            params_shapes = jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
+                self._param_shapes,
+            )
+            shapes_key = _signature((hp, params_shapes, keys))
             if shapes_key not in self._state_shapes:
                 self._state_shapes[shapes_key] = jax.eval_shape(
-                    self._init_program, hp, params, keys
+                    self._init_program, hp, params_shapes, keys
                 )
+            shapes = self._state_shapes[shapes_key]
             shapes = jax.tree.map(
                 lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                self._state_shapes[shapes_key],
-                self._shardings(self._state_shapes[shapes_key]),
+                shapes,
+                self._shardings(shapes),
             )
             num_steps = ahead[0]
             self._compile_ahead(
@@ -649,6 +653,10 @@ class Search:
                 val,
                 donate=(1, 3, 4),
             )
+        params = jax.tree.map(
+            lambda *leaves: jnp.stack(leaves), *[self._init_fn(k) for k in init_keys]
+        )
+        params = replicate(params, self.mesh)
         state = self._call("init", self._init_program, hp, params, keys)
         return SearchState(hp, state, clock, last, at_best, valid)
 
