@@ -9,7 +9,8 @@ N Adam members (learning rates on a log grid) of an MLP 64-128-128-10 on digits,
    stopping every ``--chunk-steps`` steps), the members sharded over the devices, which on a
    CPU host are its cores (`jdl.search.use_cpu_cores`); 1b: the same on one device;
 2. the N runs one after another as most users write them: ``optax.adam(lr)`` built per run, a
-   jitted step called from Python on host-drawn batches (every learning rate recompiles);
+   jitted step called from Python on host-drawn batches (every learning rate recompiles), the
+   validation loss every ``--chunk-steps`` steps;
 3. the same, one compiled step reused (the learning rate is an argument);
 4. a hand-written optax ``inject_hyperparams`` + ``vmap`` + ``lax.scan`` program, one call for
    all steps, one batch per step shared by the members;
@@ -148,9 +149,12 @@ def _host_batches(n: int, steps: int, seed: int) -> np.ndarray:
     return np.concatenate(idx)[:steps]
 
 
-def run_sequential(lrs: np.ndarray, steps: int, *, reuse: bool) -> dict[str, float]:
-    """Variants 2 and 3: one run after another, a jitted step called from Python."""
-    apply_fn, init_fn, train, _ = setup()
+def run_sequential(
+    lrs: np.ndarray, steps: int, eval_every: int, *, reuse: bool
+) -> dict[str, float]:
+    """Variants 2 and 3: one run after another, a jitted step called from Python, the
+    validation loss evaluated every ``eval_every`` steps (as jdl does) by one jitted function."""
+    apply_fn, init_fn, train, val = setup()
     x, y = np.asarray(train.x), np.asarray(train.y)
     batches = _host_batches(len(x), steps, 0)
 
@@ -164,9 +168,14 @@ def run_sequential(lrs: np.ndarray, steps: int, *, reuse: bool) -> dict[str, flo
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
+    @jax.jit
+    def val_loss(params: Any) -> jax.Array:
+        return loss(params, val.x, val.y)
+
     compile_s = 0.0
     start = time.perf_counter()
     for lr in lrs:
+        best = math.inf
         params = init_fn(jax.random.key(0))
         if reuse:
             tx = optax.adam(float(lr))
@@ -192,6 +201,8 @@ def run_sequential(lrs: np.ndarray, steps: int, *, reuse: bool) -> dict[str, flo
         compile_s += time.perf_counter() - t0  # the first call: compile (when it must) + a step
         for t in range(1, steps):
             params, opt_state = step(params, opt_state, x[batches[t]], y[batches[t]])
+            if (t + 1) % eval_every == 0:
+                best = min(best, float(val_loss(params)))
         jax.block_until_ready(params)
     wall = time.perf_counter() - start
     return {
@@ -377,8 +388,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         f"1 jdl.search, {int(jdl_all['devices'])} devices": jdl_all,
         "1b jdl.search, 1 device": jdl_one,
-        "2 sequential, recompiled": run_sequential(lrs, a.steps, reuse=False),
-        "3 sequential, one compile": run_sequential(lrs, a.steps, reuse=True),
+        "2 sequential, recompiled": run_sequential(lrs, a.steps, a.chunk_steps, reuse=False),
+        "3 sequential, one compile": run_sequential(lrs, a.steps, a.chunk_steps, reuse=True),
         "4 hand-written vmap+scan": hand,
     }
     # The compiled runs again, interleaved, keeping the best of each: other processes on a

@@ -592,8 +592,9 @@ class Search:
                 f"got {size}"
             )
         num_seeds = len(pop.seeds)
-        hp = pad_members({k: jnp.asarray(v) for k, v in pop.hparams.items()}, size)
-        hp = {k: jnp.broadcast_to(v, (num_seeds, size)) for k, v in hp.items()}
+        # Host-side NumPy for the small arrays: no eager JAX operation (each would compile).
+        hp = pad_members(pop.hparams, size)
+        hp = {k: np.broadcast_to(v, (num_seeds, size)) for k, v in hp.items()}
         hp = jax.device_put(hp, self._shardings(hp))
         init_keys, run_keys = [], []
         for seed in pop.seeds:
@@ -601,8 +602,8 @@ class Search:
             init_keys.append(k_init)
             run_keys.append(k_run)
         keys = replicate(jnp.stack(run_keys), self.mesh)
-        valid = replicate(jnp.arange(size) < num_configs, self.mesh)
-        clock = replicate(jnp.zeros((), jnp.int32), self.mesh)
+        valid = replicate(np.arange(size) < num_configs, self.mesh)
+        clock = replicate(np.zeros((), np.int32), self.mesh)
         train, val = self._place(train, val)
         if self._param_shapes is None:
             self._param_shapes = jax.eval_shape(self._init_fn, init_keys[0])
@@ -615,13 +616,12 @@ class Search:
         dtypes = {"train_loss": jnp.dtype(jnp.float32)}
         dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})
         last = {
-            k: jnp.full((num_seeds, size), jnp.nan if jnp.issubdtype(d, jnp.floating) else 0, d)
+            k: np.full((num_seeds, size), np.nan if jnp.issubdtype(d, jnp.floating) else 0, d)
             for k, d in dtypes.items()
         }
-        last = jax.device_put(last, self._shardings(last))
         at_best = {k: v for k, v in last.items() if k.startswith("val_")}
-        at_best = jax.tree.map(jnp.copy, at_best)  # own buffers: both are donated
-        at_best = jax.device_put(at_best, self._shardings(at_best))
+        last = jax.device_put(last, self._shardings(last))
+        at_best = jax.device_put(at_best, self._shardings(at_best))  # own buffers: donated
         if ahead is not None:
             # Compile the chunk in the background while the parameters are initialised.
             replicated = NamedSharding(self.mesh, PartitionSpec())

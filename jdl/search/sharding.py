@@ -169,19 +169,21 @@ def padded_size(num_members: int, num_devices: int) -> int:
 
 
 def pad_members(tree: Any, size: int, axis: int = 0) -> Any:
-    """Pads the member axis of every leaf to ``size`` with copies of the last member.
+    """Pads the member axis of every leaf to ``size`` with copies of the last member (NumPy
+    arrays stay NumPy arrays).
 
     Copies rather than zeros: a padded member is a valid configuration that trains like the one
     it copies, so it can neither fail nor slow anything down; its results are dropped.
     """
 
-    def pad(leaf: jax.Array) -> jax.Array:
+    def pad(leaf: Any) -> Any:
         n = leaf.shape[axis]
         if n > size:
             raise ValueError(f"cannot pad a member axis of {n} down to {size}")
         widths = [(0, 0)] * leaf.ndim
         widths[axis] = (0, size - n)
-        return jnp.pad(leaf, widths, mode="edge")
+        pad_fn = np.pad if isinstance(leaf, np.ndarray) else jnp.pad
+        return pad_fn(leaf, widths, mode="edge")
 
     return jax.tree.map(pad, tree)
 
