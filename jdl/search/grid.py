@@ -166,7 +166,8 @@ class Population(NamedTuple):
     """H hyper-parameter configurations crossed with S seeds: member (s, h) for each pair.
 
     Attributes:
-      hparams: name -> values of the H configurations, float32 of shape (H,).
+      hparams: name -> values of the H configurations, float64 of shape (H,) (float32 on the
+        devices).
       seeds: the S seeds, int64 of shape (S,).
     """
 
@@ -197,7 +198,7 @@ def population(hparams: Mapping[str, Any], seeds: int | Sequence[int] = 1) -> Po
       seeds: a count S (the seeds 0, ..., S-1) or a list of distinct non-negative ints.
 
     Returns:
-      A `Population` with float32 hyper-parameters.
+      A `Population`.
 
     Raises:
       ValueError: no hyper-parameter, lists of different lengths, empty, non-numeric or
@@ -228,7 +229,7 @@ def population(hparams: Mapping[str, Any], seeds: int | Sequence[int] = 1) -> Po
         if np.any(seed_list < 0) or len(np.unique(seed_list)) != len(seed_list):
             raise ValueError(f"seeds must be distinct non-negative ints, got {seeds!r}")
         seed_list = seed_list.astype(np.int64)
-    return Population({k: v.astype(np.float32) for k, v in values.items()}, seed_list)
+    return Population(values, seed_list)
 
 
 class SearchState(NamedTuple):
@@ -593,7 +594,7 @@ class Search:
             )
         num_seeds = len(pop.seeds)
         # Host-side NumPy for the small arrays: no eager JAX operation (each would compile).
-        hp = pad_members(pop.hparams, size)
+        hp = pad_members({k: v.astype(np.float32) for k, v in pop.hparams.items()}, size)
         hp = {k: np.broadcast_to(v, (num_seeds, size)) for k, v in hp.items()}
         hp = jax.device_put(hp, self._shardings(hp))
         init_keys, run_keys = [], []

@@ -22,7 +22,7 @@ def test_grids():
     pop = population(p, seeds=[3, 5])
     assert (pop.num_configs, pop.num_members) == (6, 12)
     assert pop.seeds.tolist() == [3, 5]
-    assert pop.hparams["learning_rate"].dtype == np.float32
+    assert pop.hparams["learning_rate"].dtype == np.float64  # float32 once on the devices
     assert population({"learning_rate": [1.0]}, seeds=2).seeds.tolist() == [0, 1]
 
 
