@@ -1,9 +1,29 @@
 """jdl.optim: the course's optimizers as optax gradient transformations.
 
-Aliases (``adam``, ``nesterov``, ...) chain a building block (``scale_by_adam``, ...) with the
-negative learning rate; the blocks are exported so that users can compose their own.
+Aliases (``adam``, ``nesterov``, ...; :mod:`jdl.optim.aliases`) chain a building block
+(``scale_by_adam``, ...) with the negative learning rate; the blocks are exported so that users can
+compose their own. The blocks live by family (:mod:`jdl.optim.momentum_family`,
+:mod:`jdl.optim.adagrad_family`, :mod:`jdl.optim.adam_family`) and follow
+:mod:`jdl.optim.conventions`.
 """
 
+from jdl.optim.adagrad_family import (
+    AdadeltaState,
+    AdagradState,
+    scale_by_adadelta,
+    scale_by_adagrad,
+)
+from jdl.optim.adam_family import (
+    AdamaxState,
+    AdamState,
+    AmsgradState,
+    NadamState,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+    scale_by_nadam,
+    scale_by_qhadam,
+)
 from jdl.optim.aliases import (
     adadelta,
     adagrad,
@@ -19,28 +39,15 @@ from jdl.optim.aliases import (
     qhm,
     sgd,
 )
-from jdl.optim.schedules import time_constant_decay
-from jdl.optim.transforms import (
-    AdadeltaState,
-    AdagradState,
-    AdamaxState,
-    AdamState,
+from jdl.optim.momentum_family import (
     AggMoState,
-    AmsgradState,
     MomentumState,
-    NadamState,
     QHMState,
-    scale_by_adadelta,
-    scale_by_adagrad,
-    scale_by_adam,
-    scale_by_adamax,
     scale_by_aggmo,
-    scale_by_amsgrad,
     scale_by_momentum,
-    scale_by_nadam,
-    scale_by_qhadam,
     scale_by_qhm,
 )
+from jdl.optim.schedules import time_constant_decay
 
 __all__ = [
     "AdadeltaState",

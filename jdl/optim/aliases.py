@@ -17,23 +17,39 @@ Example:
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ParamSpec
 
 import jax
 import optax
 from jax.typing import ArrayLike
 
-from jdl.optim import transforms
+from jdl.optim.adagrad_family import scale_by_adadelta, scale_by_adagrad
+from jdl.optim.adam_family import (
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+    scale_by_nadam,
+    scale_by_qhadam,
+)
+from jdl.optim.momentum_family import scale_by_aggmo, scale_by_momentum, scale_by_qhm
 from jdl.optim.validation import check_interval, check_learning_rate
 
 LearningRate = ArrayLike | optax.Schedule
+P = ParamSpec("P")
 
 
 def _with_learning_rate(
-    block: optax.GradientTransformation, learning_rate: LearningRate
+    learning_rate: LearningRate,
+    block: Callable[P, optax.GradientTransformation],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> optax.GradientTransformation:
-    """theta_t = theta_{t-1} - eta_t d_t: the block's direction scaled by minus the rate."""
-    return optax.chain(block, optax.scale_by_learning_rate(learning_rate))
+    """theta_t = theta_{t-1} - eta_t d_t, d_t the direction of ``block(*args, **kwargs)``.
+
+    The learning rate is checked before the block (and so its hyper-parameters) is built.
+    """
+    check_learning_rate(learning_rate)
+    return optax.chain(block(*args, **kwargs), optax.scale_by_learning_rate(learning_rate))
 
 
 def sgd(learning_rate: LearningRate) -> optax.GradientTransformation:
@@ -62,8 +78,7 @@ def momentum(
     References:
       Polyak, 1964. Matches ``torch.optim.SGD(momentum=...)``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_momentum(momentum), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_momentum, momentum)
 
 
 def nesterov(
@@ -87,8 +102,7 @@ def nesterov(
       Nesterov, 1983; Sutskever et al., ICML 2013. Matches
       ``torch.optim.SGD(momentum=..., nesterov=True)``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_momentum(momentum, nesterov=True), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_momentum, momentum, nesterov=True)
 
 
 def adagrad(
@@ -106,10 +120,7 @@ def adagrad(
     References:
       Duchi, Hazan, Singer, JMLR 2011. Matches ``torch.optim.Adagrad``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(
-        transforms.scale_by_adagrad(eps, initial_accumulator_value), learning_rate
-    )
+    return _with_learning_rate(learning_rate, scale_by_adagrad, eps, initial_accumulator_value)
 
 
 def adadelta(
@@ -129,8 +140,7 @@ def adadelta(
     References:
       Zeiler, arXiv:1212.5701, 2012. Matches ``torch.optim.Adadelta``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_adadelta(rho, eps), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_adadelta, rho, eps)
 
 
 def adam(
@@ -148,8 +158,7 @@ def adam(
     References:
       Kingma, Ba, ICLR 2015. Matches ``torch.optim.Adam``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_adam(b1, b2, eps), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_adam, b1, b2, eps)
 
 
 def adamax(
@@ -168,8 +177,7 @@ def adamax(
     References:
       Kingma, Ba, ICLR 2015, section 7. Matches ``torch.optim.Adamax``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_adamax(b1, b2, eps), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_adamax, b1, b2, eps)
 
 
 def nadam(
@@ -192,10 +200,7 @@ def nadam(
     References:
       Dozat, ICLR workshop 2016. Matches ``torch.optim.NAdam``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(
-        transforms.scale_by_nadam(b1, b2, eps, momentum_decay), learning_rate
-    )
+    return _with_learning_rate(learning_rate, scale_by_nadam, b1, b2, eps, momentum_decay)
 
 
 def amsgrad(
@@ -213,8 +218,7 @@ def amsgrad(
     References:
       Reddi, Kale, Kumar, ICLR 2018. Matches ``torch.optim.Adam(amsgrad=True)``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_amsgrad(b1, b2, eps), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_amsgrad, b1, b2, eps)
 
 
 def adamw(
@@ -249,7 +253,7 @@ def adamw(
     check_learning_rate(learning_rate)
     check_interval("weight_decay", weight_decay, 0.0)
     return optax.chain(
-        transforms.scale_by_adam(b1, b2, eps),
+        scale_by_adam(b1, b2, eps),
         optax.add_decayed_weights(weight_decay, mask),
         optax.scale_by_learning_rate(learning_rate),
     )
@@ -270,8 +274,7 @@ def qhm(
     References:
       Ma, Yarats, ICLR 2019. Matches ``torch_optimizer.QHM``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_qhm(momentum, nu), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_qhm, momentum, nu)
 
 
 def qhadam(
@@ -297,8 +300,7 @@ def qhadam(
     References:
       Ma, Yarats, ICLR 2019. Matches ``torch_optimizer.QHAdam``.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_qhadam(b1, b2, nu1, nu2, eps), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_qhadam, b1, b2, nu1, nu2, eps)
 
 
 def aggmo(
@@ -315,5 +317,4 @@ def aggmo(
     References:
       Lucas, Sun, Zemel, Grosse, ICLR 2019. Matches ``torch_optimizer.AggMo`` for distinct betas.
     """
-    check_learning_rate(learning_rate)
-    return _with_learning_rate(transforms.scale_by_aggmo(betas), learning_rate)
+    return _with_learning_rate(learning_rate, scale_by_aggmo, betas)
