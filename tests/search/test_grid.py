@@ -1,6 +1,7 @@
 """jdl.search.grid: grids, validation, search == separate runs, compile once, divergence."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -170,3 +171,31 @@ def test_search_equals_separate_runs_compiles_once_and_isolates_divergence(searc
             both.history[name], np.concatenate([result.history[name], other.history[name]], 2)
         )
     np.testing.assert_array_equal(both.steps, np.concatenate([result.steps, other.steps], 1))
+
+
+def test_loss_hyper_parameters_in_a_product_grid(data):
+    """A regularizer's weight is a hyper-parameter like the learning rate (make_loss_fn)."""
+    train, val, _ = data
+
+    def make_loss_fn(hp):
+        def penalized(params, batch, key):
+            loss, aux = loss_fn(params, batch, key)
+            squares = sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
+            return loss + hp["l2"] * squares, aux
+
+        return penalized
+
+    search = Search(
+        init_fn,
+        sgd_factory,
+        make_loss_fn=make_loss_fn,
+        eval_fn=eval_fn,
+        batch_size=32,
+        chunk_steps=CHUNK,
+        early_stopping=ES,
+    )
+    pop = population(product(learning_rate=[0.1], l2=[0.0, 1.0]))
+    result = search.run(pop, train, val, steps=CHUNK)
+    norms = sum(np.sum(w**2, axis=tuple(range(2, w.ndim))) for w in jax.tree.leaves(result.params))
+    assert norms[0, 1] < 0.9 * norms[0, 0]  # weight decay shrinks the weights
+    assert np.isfinite(result.best_val_loss).all()
