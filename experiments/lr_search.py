@@ -248,7 +248,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stopped_early",
         "diverged",
     ]
-    table = format_table(rows, columns) if cfg.seeds == 1 else format_table(aggregate(rows, by))
+    seed_columns = [
+        "learning_rate",
+        "seeds",
+        "best_val_loss_mean",
+        "best_val_loss_std",
+        "final_val_loss_mean",
+        "val_accuracy_mean",
+        "test_accuracy_mean",
+        "test_accuracy_std",
+        "best_step_mean",
+        "stopped_early",
+        "diverged",
+    ]
+    if cfg.seeds == 1:
+        table = format_table(rows, columns)
+    else:
+        table = format_table(aggregate(rows, by), seed_columns)
     if jax.process_index() == 0:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
