@@ -3,6 +3,7 @@
 from jdl.train.checkpoint import Checkpoints
 from jdl.train.early_stopping import EarlyStopping, EarlyStoppingState, early_stopping
 from jdl.train.loop import FitResult, fit, make_chunk
+from jdl.train.objectives import classification
 from jdl.train.state import LossFn, TrainState, init_state
 from jdl.train.step import batch_step, train_step
 
@@ -14,6 +15,7 @@ __all__ = [
     "LossFn",
     "TrainState",
     "batch_step",
+    "classification",
     "early_stopping",
     "fit",
     "init_state",

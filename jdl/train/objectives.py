@@ -1,0 +1,63 @@
+"""Objectives: the ``(loss_fn, eval_fn)`` pair of a model's ``apply_fn`` for a supervised task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+from jdl.data import Dataset
+from jdl.losses import accuracy, softmax_cross_entropy
+from jdl.train.loop import EvalFn
+from jdl.train.state import Aux, LossFn, Params
+
+ApplyFn = Callable[..., jax.Array]
+"""``apply_fn(params, x, *, key=None) -> logits`` (key given: training mode, dropout on)."""
+
+
+def classification(apply_fn: ApplyFn) -> tuple[LossFn, EvalFn]:
+    r"""Softmax cross-entropy training loss and the evaluation metrics of a classifier.
+
+    With logits :math:`a = f(x; \theta, k)` of the model ``apply_fn``:
+
+    .. math::
+        E(\theta) = -\frac{1}{n} \sum_{i=1}^{n} \log \operatorname{softmax}(a_i)_{y_i},
+        \qquad
+        \text{accuracy}(\theta) = \frac{1}{n} \sum_{i=1}^{n} [\arg\max_c a_{ic} = y_i].
+
+    ``loss_fn`` passes its key to ``apply_fn`` (training mode: dropout draws its masks from
+    it); ``eval_fn`` calls ``apply_fn`` without a key (evaluation mode, deterministic).
+
+    Args:
+      apply_fn: ``apply_fn(params, x, *, key=None) -> logits`` of shape (n, n_classes), e.g.
+        the first result of `jdl.models.functional`.
+
+    Returns:
+      ``(loss_fn, eval_fn)``: ``loss_fn(params, batch, key) -> (E, {})``, a `LossFn` for
+      `jdl.train.fit`, `jdl.train.make_chunk` and `jdl.search.Search`, and
+      ``eval_fn(params, data) -> {"loss": E, "accuracy": accuracy}`` on the whole of ``data``.
+
+    Example::
+
+      >>> apply_fn, params = functional(MLP((64, 32, 10), rngs=nnx.Rngs(0)))
+      >>> loss_fn, eval_fn = classification(apply_fn)
+      >>> sorted(eval_fn(params, splits.val))
+      ['accuracy', 'loss']
+
+    References:
+      Goodfellow, Bengio & Courville, Deep Learning, 2016, sections 6.2.2.3 (softmax units and
+      cross-entropy) and 7.12 (dropout at training time only).
+    """
+    if not callable(apply_fn):
+        raise TypeError(
+            f"classification expects apply_fn(params, x, *, key=None), got {type(apply_fn)}"
+        )
+
+    def loss_fn(params: Params, batch: Dataset, key: jax.Array) -> tuple[jax.Array, Aux]:
+        return softmax_cross_entropy(apply_fn(params, batch.x, key=key), batch.y), {}
+
+    def eval_fn(params: Params, data: Dataset) -> dict[str, jax.Array]:
+        logits = apply_fn(params, data.x)
+        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+
+    return loss_fn, eval_fn
