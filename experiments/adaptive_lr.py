@@ -23,10 +23,8 @@ learning rate against the step) into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +34,18 @@ import numpy as np
 from flax import nnx
 
 import jdl.optim
-from jdl.data import Dataset, digits
-from jdl.losses import accuracy, softmax_cross_entropy
+from experiments.cli import Parser, hidden_sizes, positive_numbers
+from jdl.data import digits
 from jdl.models import MLP, functional
 from jdl.search import Search, log_grid, make_adaptive, product
 from jdl.search import population as make_population
 from jdl.search.report import write_json
-from jdl.train import early_stopping, init_state
+from jdl.train import classification, early_stopping, init_state
 
+PROG = "python -m experiments.adaptive_lr"
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad", "adamax", "nadam", "amsgrad")
 NUM_CLASSES = 10
+INT_FLAGS = ("num_lrs", "seeds", "rounds", "period", "probe_steps", "probe_size", "batch_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,54 +74,26 @@ class Config:
         return self.rounds * (self.period + self.probe_steps)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _numbers(kind: type) -> Any:
-    def parse(text: str) -> tuple:
-        try:
-            values = tuple(kind(t) for t in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated numbers, got {text!r}"
-            ) from None
-        if not values or any(not (math.isfinite(v) and v > 0) for v in values):
-            raise argparse.ArgumentTypeError(f"values must be positive, got {text!r}")
-        return values
-
-    return parse
-
-
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = _Parser(prog="python -m experiments.adaptive_lr", description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
     for name in ("lr_min", "lr_max", "initial_lr", "tau_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    for name in ("num_lrs", "seeds", "rounds", "period", "probe_steps", "probe_size", "batch_size"):
+    for name in INT_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    p.add_argument("--multipliers", type=_numbers(float), default=d.multipliers)
-    p.add_argument("--hidden", type=_numbers(int), default=d.hidden)
+    p.add_argument("--multipliers", type=positive_numbers, default=d.multipliers)
+    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden)
     p.add_argument("--out", default=d.out)
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    for name in ("lr_min", "lr_max", "initial_lr"):
-        v = getattr(a, name)
-        if not (math.isfinite(v) and v > 0):
-            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
-    if a.lr_min > a.lr_max:
-        p.error(f"--lr-min ({a.lr_min}) must not exceed --lr-max ({a.lr_max})")
+    p.require_positive_numbers(a, "lr_min", "lr_max", "initial_lr")
+    p.require_ordered(a, "lr_min", "lr_max")
     if not 0 < a.tau_fraction <= 1:
         p.error(f"--tau-fraction must be in (0, 1], got {a.tau_fraction}")
-    for name in ("num_lrs", "seeds", "rounds", "period", "probe_steps", "probe_size", "batch_size"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
+    p.require_positive_ints(a, *INT_FLAGS)
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
 
@@ -131,24 +103,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     splits = digits(seed=0)
     n_train = splits.train.x.shape[0]
     if max(cfg.batch_size, cfg.probe_size) > n_train:
-        print(
-            f"python -m experiments.adaptive_lr: error: --batch-size and --probe-size must not "
-            f"exceed the {n_train} training examples",
-            file=sys.stderr,
+        Parser(prog=PROG).error(
+            f"--batch-size and --probe-size must not exceed the {n_train} training examples"
         )
-        raise SystemExit(2)
     features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
     apply_fn, _ = functional(MLP(features, rngs=nnx.Rngs(0)))
 
     def init_fn(key: jax.Array) -> Any:
         return functional(MLP(features, rngs=nnx.Rngs(key)))[1]
 
-    def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
-        return softmax_cross_entropy(apply_fn(params, batch.x), batch.y), {}
-
-    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
-        logits = apply_fn(params, data.x)
-        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+    loss_fn, eval_fn = classification(apply_fn)
 
     make_tx = getattr(jdl.optim, cfg.optimizer)
     steps, chunk = cfg.steps, cfg.period + cfg.probe_steps

@@ -15,10 +15,8 @@ loss against the learning rate: the course's too small / just right / too large 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,8 @@ import jax
 from flax import nnx
 
 import jdl.optim
-from jdl.data import Dataset, digits
-from jdl.losses import accuracy, softmax_cross_entropy
+from experiments.cli import Parser, hidden_sizes
+from jdl.data import digits
 from jdl.models import MLP, functional
 from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
 from jdl.search.report import (
@@ -41,8 +39,9 @@ from jdl.search.report import (
     write_csv,
     write_json,
 )
-from jdl.train import early_stopping
+from jdl.train import classification, early_stopping
 
+PROG = "python -m experiments.lr_search"
 OPTIMIZERS = (
     "adadelta",
     "adagrad",
@@ -93,29 +92,10 @@ class Config:
     process_id: int | None = None
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive ints such as 128,128, got {text!r}"
-        ) from None
-    if not sizes or any(n < 1 for n in sizes):
-        raise argparse.ArgumentTypeError(f"hidden sizes must be positive ints, got {text!r}")
-    return sizes
-
-
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = _Parser(prog="python -m experiments.lr_search", description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--lr-min", type=float, default=d.lr_min)
     p.add_argument("--lr-max", type=float, default=d.lr_max)
@@ -123,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--seeds", type=int, default=d.seeds)
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden sizes, e.g. 128,128")
+    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden, help="e.g. 128,128")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
     p.add_argument(
         "--devices",
@@ -143,17 +123,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    for name in ("lr_min", "lr_max"):
-        v = getattr(a, name)
-        if not (math.isfinite(v) and v > 0):
-            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
-    if a.lr_min > a.lr_max:
-        p.error(f"--lr-min ({a.lr_min}) must not exceed --lr-max ({a.lr_max})")
-    for name in ("num_lrs", "seeds", "steps", "batch_size", "patience"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
-    if a.devices is not None and a.devices < 1:
-        p.error(f"--devices must be a positive int, got {a.devices}")
+    p.require_positive_numbers(a, "lr_min", "lr_max")
+    p.require_ordered(a, "lr_min", "lr_max")
+    p.require_positive_ints(a, "num_lrs", "seeds", "steps", "batch_size", "patience")
+    if a.devices is not None:
+        p.require_positive_ints(a, "devices")
     multi = (a.coordinator, a.num_processes, a.process_id)
     if any(v is not None for v in multi):
         if not a.distributed:
@@ -177,32 +151,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # this must precede JAX's first computation, and changes nothing once JAX is running.
     use_cpu_cores(cfg.devices)
     if cfg.devices is not None and cfg.devices > len(jax.devices()):
-        print(
-            f"python -m experiments.lr_search: error: --devices {cfg.devices} but only "
-            f"{len(jax.devices())} devices are available",
-            file=sys.stderr,
+        Parser(prog=PROG).error(
+            f"--devices {cfg.devices} but only {len(jax.devices())} devices are available"
         )
-        raise SystemExit(2)
     splits = digits(seed=0)
     if cfg.batch_size > splits.train.x.shape[0]:
-        print(
-            f"python -m experiments.lr_search: error: --batch-size {cfg.batch_size} exceeds the "
-            f"{splits.train.x.shape[0]} training examples",
-            file=sys.stderr,
+        Parser(prog=PROG).error(
+            f"--batch-size {cfg.batch_size} exceeds the {splits.train.x.shape[0]} training examples"
         )
-        raise SystemExit(2)
     features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
     apply_fn, _ = functional(MLP(features, rngs=nnx.Rngs(0)))
 
     def init_fn(key: jax.Array) -> Any:
         return functional(MLP(features, rngs=nnx.Rngs(key)))[1]
 
-    def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
-        return softmax_cross_entropy(apply_fn(params, batch.x), batch.y), {}
-
-    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
-        logits = apply_fn(params, data.x)
-        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+    loss_fn, eval_fn = classification(apply_fn)
 
     make_tx = getattr(jdl.optim, cfg.optimizer)
     chunk_steps = max(1, cfg.steps // 20)
