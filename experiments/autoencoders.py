@@ -22,7 +22,6 @@ reconstruction error) for several seeds and writes into ``--out``:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -43,6 +42,7 @@ from sklearn.decomposition import PCA
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from experiments.cli import Parser
 from jdl import augment
 from jdl.data import digits
 from jdl.losses import accuracy, softmax_cross_entropy
@@ -155,17 +155,10 @@ class Config:
     out: str = "runs/autoencoders"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = _Parser(prog="python -m experiments.autoencoders", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m experiments.autoencoders", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=d.seeds)
     p.add_argument("--steps", type=int, default=d.steps, help="most optimizer steps per run")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -177,11 +170,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     p.add_argument("--out", default=d.out)
     a = p.parse_args(argv)
-    for name in ("seeds", "steps", "batch_size", "patience", "eval_every"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
-    if not (math.isfinite(a.learning_rate) and a.learning_rate > 0):
-        p.error(f"--learning-rate must be a finite number > 0, got {a.learning_rate}")
+    p.require_positive_ints(a, "seeds", "steps", "batch_size", "patience", "eval_every")
+    p.require_positive_numbers(a, "learning_rate")
     variants = tuple(v for v in a.variants.split(",") if v)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:

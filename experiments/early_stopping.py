@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,19 @@ import matplotlib.pyplot as plt
 from flax import nnx
 
 import jdl.optim
+from experiments.cli import Parser, hidden_sizes
 from jdl.data import Dataset, digits, stratified_subset
-from jdl.losses import accuracy, softmax_cross_entropy
 from jdl.models import MLP, functional
-from jdl.train import EarlyStopping, EarlyStoppingState, FitResult, early_stopping, fit
+from jdl.train import (
+    EarlyStopping,
+    EarlyStoppingState,
+    FitResult,
+    classification,
+    early_stopping,
+    fit,
+)
+
+PROG = "python -m experiments.early_stopping"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,31 +72,12 @@ class Config:
     out: str = "runs/early_stopping"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive ints such as 256,256, got {text!r}"
-        ) from None
-    if any(n < 1 for n in sizes):
-        raise argparse.ArgumentTypeError(f"hidden sizes must be positive ints, got {text!r}")
-    return sizes
-
-
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = _Parser(prog="python -m experiments.early_stopping", description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--train-size", type=int, default=d.train_size, help="0: all")
-    p.add_argument("--hidden", type=_hidden, default=d.hidden, help="e.g. 256,256")
+    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden, help="e.g. 256,256")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -101,14 +90,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress)
     p.add_argument("--out", default=d.out)
     a = p.parse_args(argv)
-    positive = ("steps", "batch_size", "eval_every", "patience", "bengio_patience")
-    for name in positive:
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(a, name)}")
+    p.require_positive_ints(a, "steps", "batch_size", "eval_every", "patience", "bengio_patience")
     if a.train_size < 0:
         p.error(f"--train-size must be >= 0 (0: all), got {a.train_size}")
-    if not (math.isfinite(a.learning_rate) and a.learning_rate > 0):
-        p.error(f"--learning-rate must be a positive number, got {a.learning_rate}")
+    p.require_positive_numbers(a, "learning_rate")
     if not a.patience_increase > 1:
         p.error(f"--patience-increase must be > 1, got {a.patience_increase}")
     if not 0 <= a.improvement < 1:
@@ -123,12 +108,7 @@ def _train(
     accuracy function."""
     apply_fn, params = functional(MLP((train.x.shape[1], *cfg.hidden, 10), rngs=nnx.Rngs(cfg.seed)))
 
-    def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
-        return softmax_cross_entropy(apply_fn(params, batch.x, key=key), batch.y), {}
-
-    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
-        logits = apply_fn(params, data.x)
-        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+    loss_fn, eval_fn = classification(apply_fn)
 
     # The state is donated to the next chunk: keep host copies of the parameters.
     snapshots = [jax.tree.map(np.array, params)]
@@ -240,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train = splits.train
     if cfg.train_size:
         if cfg.train_size > train.x.shape[0]:
-            raise SystemExit(
+            Parser(prog=PROG).error(
                 f"--train-size must be at most the {train.x.shape[0]} training examples"
             )
         train = stratified_subset(train, cfg.train_size, seed=cfg.seed)

@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 import jdl.optim
+from experiments.cli import Parser
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -91,13 +92,6 @@ class Config:
     out: str = "runs/optimizer_paths"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     unknown = [n for n in names if n not in OPTIMIZERS]
@@ -123,7 +117,7 @@ def _regimes(text: str) -> tuple[float, float, float]:
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = _Parser(prog="python -m experiments.optimizer_paths", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m experiments.optimizer_paths", description=__doc__.split("\n")[0])
     p.add_argument("--optimizers", type=_names, default=d.optimizers, help="comma-separated")
     p.add_argument("--ravine-steps", type=int, default=d.ravine_steps)
     p.add_argument("--rosenbrock-steps", type=int, default=d.rosenbrock_steps)
@@ -136,15 +130,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     p.add_argument("--out", default=d.out)
     a = p.parse_args(argv)
-    for name in ("ravine_steps", "rosenbrock_steps", "num_lrs"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
-    for name in ("lr_min", "lr_max", "tol"):
-        v = getattr(a, name)
-        if not (math.isfinite(v) and v > 0):
-            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
-    if a.lr_min > a.lr_max:
-        p.error(f"--lr-min ({a.lr_min}) must not exceed --lr-max ({a.lr_max})")
+    p.require_positive_ints(a, "ravine_steps", "rosenbrock_steps", "num_lrs")
+    p.require_positive_numbers(a, "lr_min", "lr_max", "tol")
+    p.require_ordered(a, "lr_min", "lr_max")
     return Config(**vars(a))
 
 

@@ -25,7 +25,6 @@ initialisation. Writes into ``--out``:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -41,12 +40,14 @@ from flax import nnx
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from experiments.cli import Parser, hidden_sizes, numbers
 from jdl.data import digits, stratified_subset
 from jdl.losses import accuracy
 from jdl.models import fine_tune, pretrain_layerwise, stacked_classifier
 from jdl.models.stacked import NOISES
 from jdl.optim import adam
 
+PROG = "python -m experiments.stacked_denoising"
 NUM_CLASSES = 10
 ARMS = ("pretrained", "random")
 
@@ -70,39 +71,15 @@ class Config:
     out: str = "runs/stacked_denoising"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _numbers(kind: type) -> Any:
-    def parse(text: str) -> tuple:
-        try:
-            values = tuple(kind(t) for t in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__}s such as 1,2, got {text!r}"
-            ) from None
-        return values
-
-    return parse
-
-
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = _Parser(prog="python -m experiments.stacked_denoising", description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=d.seeds)
-    p.add_argument("--hidden", type=_numbers(int), default=d.hidden, help="e.g. 100,100,100")
+    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden, help="e.g. 100,100,100")
     p.add_argument("--noise", default=d.noise, help=f"one of {', '.join(sorted(NOISES))}")
-    p.add_argument(
-        "--noise-levels", type=_numbers(float), default=d.noise_levels, help="one per layer"
-    )
-    p.add_argument(
-        "--label-fractions", type=_numbers(float), default=d.label_fractions, help="in (0, 1]"
-    )
+    p.add_argument("--noise-levels", type=numbers, default=d.noise_levels, help="one per layer")
+    p.add_argument("--label-fractions", type=numbers, default=d.label_fractions, help="in (0, 1]")
     p.add_argument("--pretrain-steps", type=int, default=d.pretrain_steps, help="per layer")
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -112,18 +89,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--out", default=d.out)
     a = p.parse_args(argv)
-    for name in (
-        "seeds",
-        "pretrain_steps",
-        "finetune_steps",
-        "batch_size",
-        "patience",
-        "eval_every",
-    ):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
-    if any(n < 1 for n in a.hidden):
-        p.error(f"--hidden sizes must be positive ints, got {a.hidden}")
+    p.require_positive_ints(
+        a, "seeds", "pretrain_steps", "finetune_steps", "batch_size", "patience", "eval_every"
+    )
     if a.noise not in NOISES:
         p.error(f"unknown noise {a.noise!r}; choose one of {', '.join(sorted(NOISES))}")
     if len(a.noise_levels) != len(a.hidden):
@@ -136,10 +104,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error(f"--noise-levels must lie in [0, {high}] for {a.noise} noise, got {a.noise_levels}")
     if any(not 0.0 < f <= 1.0 for f in a.label_fractions):
         p.error(f"--label-fractions must lie in (0, 1], got {a.label_fractions}")
-    for name in ("learning_rate", "finetune_learning_rate"):
-        v = getattr(a, name)
-        if not (math.isfinite(v) and v > 0):
-            p.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    p.require_positive_numbers(a, "learning_rate", "finetune_learning_rate")
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
 
