@@ -7,11 +7,11 @@
         [--jacobian 1e-4,1e-3,1e-2] [--methods none,l2,l1,dropout,gaussian_noise,...]
         [--data-seed 0] [--out DIR]
 
-Part 1, capacity: MLPs 64-w-10 of increasing width w trained with Adam for ``--steps`` on a
-stratified subset of ``--train-size`` digits; the training loss (whole subset) and validation
-loss of the final parameters against w give the course's underfitting / good fit /
-overfitting picture (``capacity.png``, left), and the validation curves over training show the
-overfitting in time (right).
+Part 1, capacity (`experiments.capacity`): MLPs 64-w-10 of increasing width w trained with
+Adam for ``--steps`` on a stratified subset of ``--train-size`` digits; the training loss
+(whole subset) and validation loss of the final parameters against w give the course's
+underfitting / good fit / overfitting picture (``capacity.png``, left), and the validation
+curves over training show the overfitting in time (right).
 
 Part 2, regularizers: the 64-``hidden``-10 MLP trained the same way with no regularization,
 an L2 or L1 penalty on the kernels, dropout, Gaussian input noise, worst-of-k Gaussian noise
@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,17 +55,15 @@ import optax
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from flax import nnx
 
-import jdl.optim
+from experiments import capacity
+from experiments.cli import Parser, positive_numbers
 from jdl.augment import gaussian_noise, worst_of_k
-from jdl.data import Dataset, digits, stratified_subset
-from jdl.losses import accuracy, softmax_cross_entropy
-from jdl.models import MLP, functional
+from jdl.data import Dataset
+from jdl.losses import softmax_cross_entropy
 from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
-from jdl.search import Search, SearchResult, population
-from jdl.train import early_stopping
 
+PROG = "python -m experiments.regularization"
 METHODS = (
     "none",
     "l2",
@@ -94,17 +90,10 @@ PENALTY_GROUP = ("none", "l2", "l1", "gaussian_noise")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Data size, model, optimizer, training length, the capacity sweep and the grids."""
+class Config(capacity.Config):
+    """The capacity study's training and sweep, the regularized model and the grids."""
 
-    train_size: int = 200
     hidden: int = 256
-    steps: int = 1500
-    batch_size: int = 50
-    learning_rate: float = 1e-2
-    chunk_steps: int = 50
-    seeds: int = 5
-    widths: tuple[int, ...] = (2, 8, 32, 128, 512)
     l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     l1: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
     dropout: tuple[float, ...] = (0.25, 0.5)
@@ -113,63 +102,7 @@ class Config:
     k: int = 4
     jacobian: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     methods: tuple[str, ...] = METHODS
-    data_seed: int = 0
     out: str = "runs/regularization"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(_positive_int(t) for t in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive ints such as 2,8,32, got {text!r}"
-        ) from None
-
-
-def _grid(upper: float | None) -> Callable[[str], tuple[float, ...]]:
-    """Parser of a comma-separated grid of values in (0, upper)."""
-
-    def parse(text: str) -> tuple[float, ...]:
-        try:
-            values = tuple(float(t) for t in text.split(","))
-        except ValueError:
-            values = ()
-        if not values or not all(math.isfinite(v) and v > 0 for v in values):
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated numbers > 0 such as 1e-3,1e-2, got {text!r}"
-            )
-        if upper is not None and not all(v < upper for v in values):
-            raise argparse.ArgumentTypeError(f"expected values in (0, {upper}), got {text!r}")
-        return values
-
-    return parse
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -182,66 +115,26 @@ def _methods(text: str) -> tuple[str, ...]:
 
 def _parse(argv: list[str] | None) -> Config:
     d = Config()
-    p = _Parser(prog="python -m experiments.regularization", description=__doc__.split("\n")[0])
-    p.add_argument("--train-size", type=_positive_int, default=d.train_size)
-    p.add_argument("--hidden", type=_positive_int, default=d.hidden)
-    p.add_argument("--steps", type=_positive_int, default=d.steps)
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=_positive_float, default=d.learning_rate)
-    p.add_argument("--chunk-steps", type=_positive_int, default=d.chunk_steps)
-    p.add_argument("--seeds", type=_positive_int, default=d.seeds)
-    p.add_argument("--widths", type=_int_list, default=d.widths)
-    p.add_argument("--l2", type=_grid(None), default=d.l2)
-    p.add_argument("--l1", type=_grid(None), default=d.l1)
-    p.add_argument("--dropout", type=_grid(1.0), default=d.dropout)
-    p.add_argument("--sigma", type=_grid(None), default=d.sigma)
-    p.add_argument("--worst-sigma", type=_grid(None), default=d.worst_sigma)
-    p.add_argument("--k", type=_positive_int, default=d.k)
-    p.add_argument("--jacobian", type=_grid(None), default=d.jacobian)
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    capacity.add_arguments(p, d)
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--k", type=int, default=d.k)
+    for name in ("l2", "l1", "dropout", "sigma", "worst_sigma", "jacobian"):
+        p.add_argument(
+            "--" + name.replace("_", "-"), type=positive_numbers, default=getattr(d, name)
+        )
     p.add_argument(
         "--methods", type=_methods, default=d.methods, help="comma-separated; none always runs"
     )
-    p.add_argument("--data-seed", type=int, default=d.data_seed)
-    p.add_argument("--out", default=d.out)
     args = p.parse_args(argv)
-    if args.seeds < 2:
-        p.error("--seeds must be >= 2 (the spread over seeds is reported)")
-    if args.batch_size > args.train_size:
-        p.error(f"--batch-size ({args.batch_size}) must not exceed --train-size")
-    if args.data_seed < 0:
-        p.error(f"--data-seed must be >= 0, got {args.data_seed}")
+    capacity.check_arguments(p, args)
+    p.require_positive_ints(args, "hidden", "k")
+    if not all(v < 1 for v in args.dropout):
+        p.error(f"--dropout rates must lie in (0, 1), got {args.dropout}")
     return Config(**vars(args))
 
 
 # ------------------------------------------------------------------------------ training
-
-
-@functools.cache
-def _mlp(width: int, dropout_rate: float = 0.0) -> tuple[Callable, Callable, Callable]:
-    """The 64-width-10 MLP: ``apply_fn``, compiled ``init_fn(key) -> params`` and compiled
-    ``evaluate(params, datasets)`` (``eval_fn`` of every member on each data set). Cached, so
-    searches of one model share their compiled initialisation and evaluation."""
-
-    def build(key: jax.Array) -> MLP:
-        rngs = nnx.Rngs(params=key, dropout=key)
-        return MLP((64, width, 10), dropout_rate=dropout_rate, rngs=rngs)
-
-    apply_fn, _ = functional(build(jax.random.key(0)))
-    members = jax.vmap(jax.vmap(_eval_fn(apply_fn), in_axes=(0, None)), in_axes=(0, None))
-
-    @jax.jit
-    def evaluate(params: Any, datasets: tuple[Dataset, ...]) -> list[dict[str, jax.Array]]:
-        return [members(params, data) for data in datasets]
-
-    return apply_fn, jax.jit(lambda key: functional(build(key))[1]), evaluate
-
-
-def _eval_fn(apply_fn: Callable) -> Callable:
-    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
-        logits = apply_fn(params, data.x)
-        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
-
-    return eval_fn
 
 
 def _make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool, k: int):
@@ -281,72 +174,8 @@ def _make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool
     return make_loss_fn
 
 
-def _search(
-    cfg: Config,
-    width: int,
-    hparams: dict[str, list[float]],
-    splits: tuple[Dataset, Dataset, Dataset],
-    *,
-    methods: tuple[str, ...] = (),
-    dropout_rate: float = 0.0,
-) -> tuple[SearchResult, Callable[[Any], dict[str, dict[str, np.ndarray]]]]:
-    """One vmapped search over ``hparams`` x seeds; returns its result and ``evaluate``, which
-    maps parameters with leaves (S, H, ...) to ``eval_fn`` on the "train", "val" and "test"
-    sets (one compiled program for the three), each metric of shape (S, H)."""
-    apply_fn, init_fn, evaluate_all = _mlp(width, dropout_rate)
-    search = Search(
-        init_fn,
-        lambda hp: jdl.optim.adam(cfg.learning_rate),
-        make_loss_fn=_make_loss_fn(apply_fn, methods, dropout=dropout_rate > 0, k=cfg.k),
-        eval_fn=_eval_fn(apply_fn),
-        batch_size=cfg.batch_size,
-        chunk_steps=cfg.chunk_steps,
-        # patience longer than the run: never stops, keeps the best parameters
-        early_stopping=early_stopping(cfg.steps + cfg.chunk_steps),
-    )
-    train, val, _ = splits
-    result = search.run(population(hparams, seeds=cfg.seeds), train, val, steps=cfg.steps)
-
-    def evaluate(params: Any) -> dict[str, dict[str, np.ndarray]]:
-        metrics = jax.tree.map(np.asarray, evaluate_all(params, splits))
-        return dict(zip(("train", "val", "test"), metrics, strict=True))
-
-    return result, evaluate
-
-
-def _stats(values: np.ndarray) -> dict[str, float]:
-    """Mean and sample standard deviation over seeds (axis 0)."""
-    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
-
-
-def _capacity(cfg: Config, splits: tuple[Dataset, Dataset, Dataset]) -> dict[str, Any]:
-    rows = []
-    for width in cfg.widths:
-        result, evaluate = _search(cfg, width, {"width": [width]}, splits)
-        final = evaluate(result.params)
-        train_eval, val_eval = final["train"], final["val"]
-        rows.append(
-            {
-                "width": width,
-                "parameters": 64 * width + width + width * 10 + 10,
-                "train_loss": _stats(train_eval["loss"][:, 0]),
-                "val_loss": _stats(val_eval["loss"][:, 0]),
-                "best_val_loss": _stats(result.best_val_loss[:, 0]),
-                "best_step": _stats(result.best_step[:, 0].astype(float)),
-                "val_accuracy": _stats(val_eval["accuracy"][:, 0]),
-                "val_curve": np.nanmean(result.history["val_loss"][:, :, 0], axis=1).tolist(),
-            }
-        )
-    best = min(rows, key=lambda r: r["val_loss"]["mean"])
-    return {
-        "rows": rows,
-        "steps": result.history["step"].tolist(),
-        "best_width": best["width"],
-    }
-
-
 def _methods_results(
-    cfg: Config, splits: tuple[Dataset, Dataset, Dataset]
+    cfg: Config, splits: capacity.Splits
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Per method: the grid's validation/test accuracy and the chosen coefficient."""
     grids = {
@@ -366,7 +195,11 @@ def _methods_results(
         rows += [(m, v) for m in group if m != "none" for v in grids[m]]
         names = [m for m in group if m != "none"] or ["none"]
         hparams = {n: [v if m == n else 0.0 for m, v in rows] for n in names}
-        result, evaluate = _search(cfg, cfg.hidden, hparams, splits, methods=group)
+        apply_fn = capacity.mlp(cfg.hidden)[0]
+        make_loss_fn = _make_loss_fn(apply_fn, group, dropout=False, k=cfg.k)
+        result, evaluate = capacity.train(
+            cfg, cfg.hidden, hparams, splits, make_loss_fn=make_loss_fn
+        )
         final = evaluate(result.params)
         for h, (m, v) in enumerate(rows):
             per_method.setdefault(m, []).append(
@@ -386,8 +219,15 @@ def _methods_results(
     if "dropout" in cfg.methods:
         start = time.perf_counter()
         for rate in cfg.dropout:
-            result, evaluate = _search(
-                cfg, cfg.hidden, {"dropout": [rate]}, splits, dropout_rate=rate
+            apply_fn = capacity.mlp(cfg.hidden, rate)[0]
+            make_loss_fn = _make_loss_fn(apply_fn, (), dropout=True, k=cfg.k)
+            result, evaluate = capacity.train(
+                cfg,
+                cfg.hidden,
+                {"dropout": [rate]},
+                splits,
+                make_loss_fn=make_loss_fn,
+                dropout_rate=rate,
             )
             final = evaluate(result.params)
             per_method.setdefault("dropout", []).append(
@@ -399,7 +239,7 @@ def _methods_results(
         if m not in per_method:
             continue
         grid = [
-            {"value": v, "val_accuracy": _stats(va), "test_accuracy": _stats(te)}
+            {"value": v, "val_accuracy": capacity.stats(va), "test_accuracy": capacity.stats(te)}
             for v, va, te in per_method[m]
         ]
         chosen = max(grid, key=lambda g: g["val_accuracy"]["mean"])
@@ -446,37 +286,6 @@ def _verdict(table: dict[str, Any]) -> dict[str, Any]:
         else " No method beats none by more than the spread."
     )
     return {"best": best, "comparison": beats, "statement": statement}
-
-
-def _plot_capacity(capacity: dict[str, Any], path: Path) -> None:
-    rows = capacity["rows"]
-    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    widths = [r["width"] for r in rows]
-    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
-        mean = np.array([r[key]["mean"] for r in rows])
-        std = np.array([r[key]["std"] for r in rows])
-        ax.plot(widths, mean, "o-", label=f"{label} loss (final)")
-        ax.fill_between(widths, mean - std, mean + std, alpha=0.2)
-    best = capacity["best_width"]
-    ax.axvline(best, color="gray", ls="--", lw=1)
-    ax.text(0.02, 0.6, "underfitting", transform=ax.transAxes, ha="left")
-    ax.text(best, 0.9, "good fit", transform=ax.get_xaxis_transform(), ha="center")
-    ax.text(0.98, 0.6, "overfitting", transform=ax.transAxes, ha="right")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("hidden width w (MLP 64-w-10)")
-    ax.set_ylabel("cross-entropy")
-    ax.set_title("capacity: final training and validation loss")
-    ax.legend(loc="lower left")
-    for r in rows:
-        ax_t.plot(capacity["steps"], r["val_curve"], label=f"w = {r['width']}")
-    ax_t.set_xlabel("step")
-    ax_t.set_ylabel("validation loss")
-    ax_t.set_yscale("log")
-    ax_t.set_title("validation loss during training (mean over seeds)")
-    ax_t.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_methods(table: dict[str, Any], path: Path) -> None:
@@ -539,26 +348,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     into ``--out``; returns the results."""
     cfg = _parse(argv)
     start = time.perf_counter()
-    data = digits(seed=cfg.data_seed)
-    try:
-        train = stratified_subset(data.train, cfg.train_size, seed=cfg.data_seed)
-    except ValueError as e:
-        _Parser(prog="python -m experiments.regularization").error(f"--train-size: {e}")
-    splits = (train, data.val, data.test)
-    capacity = _capacity(cfg, splits)
+    splits = capacity.load(cfg, PROG)
+    train, val, test = splits
+    sweep = capacity.study(cfg, splits)
     capacity_s = time.perf_counter() - start
     table, timing = _methods_results(cfg, splits)
     verdict = _verdict(table)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _plot_capacity(capacity, out / "capacity.png")
+    capacity.plot(sweep, out / "capacity.png")
     _plot_methods(table, out / "regularizers.png")
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(train.x.shape[0]),
-        "val_examples": int(data.val.x.shape[0]),
-        "test_examples": int(data.test.x.shape[0]),
-        "capacity": capacity,
+        "val_examples": int(val.x.shape[0]),
+        "test_examples": int(test.x.shape[0]),
+        "capacity": sweep,
         "methods": table,
         "verdict": verdict,
         "timing": {"capacity_s": capacity_s, **timing, "total_s": time.perf_counter() - start},

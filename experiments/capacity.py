@@ -1,0 +1,254 @@
+"""Under- and overfitting: MLPs of increasing width on a small digits subset.
+
+    python -m experiments.capacity [--train-size 200] [--steps 1500] [--batch-size 50]
+        [--learning-rate 1e-2] [--chunk-steps 50] [--seeds 5] [--widths 2,8,32,128,512]
+        [--data-seed 0] [--out DIR]
+
+MLPs 64-w-10 of increasing width w trained with Adam for ``--steps`` on a stratified subset of
+``--train-size`` digits, each width with ``--seeds`` seeds in one vmapped `jdl.search.Search`
+(seed s gives every member the same data order). The training loss (whole subset) and
+validation loss of the final parameters against w give the course's underfitting / good fit /
+overfitting picture (``capacity.png``, left), and the validation curves over training show the
+overfitting in time (right).
+
+Writes into ``--out``: ``capacity.png`` and ``results.json`` with ``config``, ``capacity`` (per
+width: parameters, final training / validation loss, best validation loss and step, validation
+accuracy, mean validation curve; the steps of the curves; the width of lowest final validation
+loss) and ``timing``. The training set-up (`Config`, `train`) is shared with
+`experiments.regularization`, which runs this study as its first part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from flax import nnx
+
+import jdl.optim
+from experiments.cli import Parser, hidden_sizes
+from jdl.data import Dataset, digits, stratified_subset
+from jdl.models import MLP, functional
+from jdl.search import Search, SearchResult, population
+from jdl.train import classification, early_stopping
+
+Splits = tuple[Dataset, Dataset, Dataset]  # the training subset, validation and test sets
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Data size, optimizer, training length, seeds and the widths of the sweep."""
+
+    train_size: int = 200
+    steps: int = 1500
+    batch_size: int = 50
+    learning_rate: float = 1e-2
+    chunk_steps: int = 50
+    seeds: int = 5
+    widths: tuple[int, ...] = (2, 8, 32, 128, 512)
+    data_seed: int = 0
+    out: str = "runs/capacity"
+
+
+def add_arguments(p: Parser, d: Config) -> None:
+    """The flags of `Config`'s fields, with ``d``'s defaults."""
+    for name in ("train_size", "steps", "batch_size", "chunk_steps", "seeds", "data_seed"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
+    p.add_argument("--widths", type=hidden_sizes, default=d.widths, help="e.g. 2,8,32")
+    p.add_argument("--out", default=d.out)
+
+
+def check_arguments(p: Parser, a: Any) -> None:
+    """Exits with status 2 and one line on a bad value of a `Config` field."""
+    p.require_positive_ints(a, "train_size", "steps", "batch_size", "chunk_steps", "seeds")
+    p.require_positive_numbers(a, "learning_rate")
+    if a.seeds < 2:
+        p.error("--seeds must be >= 2 (the spread over seeds is reported)")
+    if a.batch_size > a.train_size:
+        p.error(f"--batch-size ({a.batch_size}) must not exceed --train-size")
+    if a.data_seed < 0:
+        p.error(f"--data-seed must be >= 0, got {a.data_seed}")
+
+
+def load(cfg: Config, prog: str) -> Splits:
+    """The stratified training subset of ``cfg.train_size`` digits, validation and test sets;
+    a subset larger than the training split exits with status 2."""
+    data = digits(seed=cfg.data_seed)
+    try:
+        train = stratified_subset(data.train, cfg.train_size, seed=cfg.data_seed)
+    except ValueError as e:
+        Parser(prog=prog).error(f"--train-size: {e}")
+    return train, data.val, data.test
+
+
+@functools.cache
+def mlp(width: int, dropout_rate: float = 0.0) -> tuple[Callable, Callable, Callable]:
+    """The 64-width-10 MLP: ``apply_fn``, compiled ``init_fn(key) -> params`` and compiled
+    ``evaluate(params, datasets)`` (``eval_fn`` of every member on each data set). Cached, so
+    searches of one model share their compiled initialisation and evaluation."""
+
+    def build(key: jax.Array) -> MLP:
+        rngs = nnx.Rngs(params=key, dropout=key)
+        return MLP((64, width, 10), dropout_rate=dropout_rate, rngs=rngs)
+
+    apply_fn, _ = functional(build(jax.random.key(0)))
+    eval_fn = classification(apply_fn)[1]
+    members = jax.vmap(jax.vmap(eval_fn, in_axes=(0, None)), in_axes=(0, None))
+
+    @jax.jit
+    def evaluate(params: Any, datasets: tuple[Dataset, ...]) -> list[dict[str, jax.Array]]:
+        return [members(params, data) for data in datasets]
+
+    return apply_fn, jax.jit(lambda key: functional(build(key))[1]), evaluate
+
+
+def train(
+    cfg: Config,
+    width: int,
+    hparams: dict[str, list[float]],
+    splits: Splits,
+    *,
+    make_loss_fn: Callable | None = None,
+    dropout_rate: float = 0.0,
+) -> tuple[SearchResult, Callable[[Any], dict[str, dict[str, np.ndarray]]]]:
+    """One vmapped search of the 64-width-10 MLP over ``hparams`` x seeds with Adam.
+
+    ``make_loss_fn(hparams) -> loss_fn`` defaults to the cross-entropy of
+    `jdl.train.classification` whatever the hyper-parameters. Returns the search's result and
+    ``evaluate``, which maps parameters with leaves (S, H, ...) to ``eval_fn`` on the "train",
+    "val" and "test" sets (one compiled program for the three), each metric of shape (S, H).
+    """
+    apply_fn, init_fn, evaluate_all = mlp(width, dropout_rate)
+    loss_fn, eval_fn = classification(apply_fn)
+    search = Search(
+        init_fn,
+        lambda hp: jdl.optim.adam(cfg.learning_rate),
+        make_loss_fn=make_loss_fn or (lambda hp: loss_fn),
+        eval_fn=eval_fn,
+        batch_size=cfg.batch_size,
+        chunk_steps=cfg.chunk_steps,
+        # patience longer than the run: never stops, keeps the best parameters
+        early_stopping=early_stopping(cfg.steps + cfg.chunk_steps),
+    )
+    train_set, val, _ = splits
+    result = search.run(population(hparams, seeds=cfg.seeds), train_set, val, steps=cfg.steps)
+
+    def evaluate(params: Any) -> dict[str, dict[str, np.ndarray]]:
+        metrics = jax.tree.map(np.asarray, evaluate_all(params, splits))
+        return dict(zip(("train", "val", "test"), metrics, strict=True))
+
+    return result, evaluate
+
+
+def stats(values: np.ndarray) -> dict[str, float]:
+    """Mean and sample standard deviation over seeds (axis 0)."""
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
+
+
+def study(cfg: Config, splits: Splits) -> dict[str, Any]:
+    """Per width of ``cfg.widths``: final and best losses over seeds, and the validation curve."""
+    rows = []
+    for width in cfg.widths:
+        result, evaluate = train(cfg, width, {"width": [width]}, splits)
+        final = evaluate(result.params)
+        train_eval, val_eval = final["train"], final["val"]
+        rows.append(
+            {
+                "width": width,
+                "parameters": 64 * width + width + width * 10 + 10,
+                "train_loss": stats(train_eval["loss"][:, 0]),
+                "val_loss": stats(val_eval["loss"][:, 0]),
+                "best_val_loss": stats(result.best_val_loss[:, 0]),
+                "best_step": stats(result.best_step[:, 0].astype(float)),
+                "val_accuracy": stats(val_eval["accuracy"][:, 0]),
+                "val_curve": np.nanmean(result.history["val_loss"][:, :, 0], axis=1).tolist(),
+            }
+        )
+    best = min(rows, key=lambda r: r["val_loss"]["mean"])
+    return {
+        "rows": rows,
+        "steps": result.history["step"].tolist(),
+        "best_width": best["width"],
+    }
+
+
+def plot(capacity: dict[str, Any], path: Path) -> None:
+    """Final training and validation loss against the width, and the validation curves."""
+    rows = capacity["rows"]
+    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    widths = [r["width"] for r in rows]
+    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+        mean = np.array([r[key]["mean"] for r in rows])
+        std = np.array([r[key]["std"] for r in rows])
+        ax.plot(widths, mean, "o-", label=f"{label} loss (final)")
+        ax.fill_between(widths, mean - std, mean + std, alpha=0.2)
+    best = capacity["best_width"]
+    ax.axvline(best, color="gray", ls="--", lw=1)
+    ax.text(0.02, 0.6, "underfitting", transform=ax.transAxes, ha="left")
+    ax.text(best, 0.9, "good fit", transform=ax.get_xaxis_transform(), ha="center")
+    ax.text(0.98, 0.6, "overfitting", transform=ax.transAxes, ha="right")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden width w (MLP 64-w-10)")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title("capacity: final training and validation loss")
+    ax.legend(loc="lower left")
+    for r in rows:
+        ax_t.plot(capacity["steps"], r["val_curve"], label=f"w = {r['width']}")
+    ax_t.set_xlabel("step")
+    ax_t.set_ylabel("validation loss")
+    ax_t.set_yscale("log")
+    ax_t.set_title("validation loss during training (mean over seeds)")
+    ax_t.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the sweep and writes ``capacity.png`` and ``results.json`` into ``--out``; returns
+    the results."""
+    prog = "python -m experiments.capacity"
+    p = Parser(prog=prog, description=__doc__.split("\n")[0])
+    add_arguments(p, Config())
+    args = p.parse_args(argv)
+    check_arguments(p, args)
+    cfg = Config(**vars(args))
+    start = time.perf_counter()
+    splits = load(cfg, prog)
+    capacity = study(cfg, splits)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(capacity, out / "capacity.png")
+    results = {
+        "config": dataclasses.asdict(cfg),
+        "train_examples": int(splits[0].x.shape[0]),
+        "val_examples": int(splits[1].x.shape[0]),
+        "capacity": capacity,
+        "timing": {"total_s": time.perf_counter() - start},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"{'width':>6}{'parameters':>12}{'train loss':>12}{'val loss':>10}{'val accuracy':>14}")
+    for r in capacity["rows"]:
+        print(
+            f"{r['width']:>6}{r['parameters']:>12}{r['train_loss']['mean']:>12.4f}"
+            f"{r['val_loss']['mean']:>10.4f}{r['val_accuracy']['mean']:>14.4f}"
+        )
+    print(f"best width (final validation loss): {capacity['best_width']}")
+    print(f"wrote {out / 'capacity.png'}, {out / 'results.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

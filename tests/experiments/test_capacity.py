@@ -1,0 +1,43 @@
+"""Smoke test of python -m experiments.capacity, run small and in-process."""
+
+import json
+import math
+
+import pytest
+
+from experiments.capacity import main
+
+
+def test_writes_figure_and_results_and_rejects_bad_flags(tmp_path, capsys):
+    argv = ["--train-size", "40", "--steps", "20", "--chunk-steps", "10", "--batch-size", "20"]
+    argv += ["--seeds", "2", "--widths", "8", "--out", str(tmp_path)]
+    results = main(argv)
+    assert (tmp_path / "capacity.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert saved["train_examples"] == 40 and saved["config"]["widths"] == [8]
+    capacity = saved["capacity"]
+    assert capacity["steps"] == [10, 20]
+    assert [r["width"] for r in capacity["rows"]] == [8] and capacity["best_width"] == 8
+    for row in capacity["rows"]:
+        w = row["width"]
+        assert row["parameters"] == 64 * w + w + w * 10 + 10
+        assert len(row["val_curve"]) == 2 and all(math.isfinite(v) for v in row["val_curve"])
+        for key in ("train_loss", "val_loss", "best_val_loss", "best_step", "val_accuracy"):
+            assert math.isfinite(row[key]["mean"]) and row[key]["std"] >= 0
+        assert row["best_val_loss"]["mean"] <= row["val_loss"]["mean"] + 1e-6
+    assert saved["timing"]["total_s"] > 0
+    capsys.readouterr()
+    for bad in (
+        ["--widths", "8,0"],
+        ["--seeds", "1"],
+        ["--learning-rate", "nan"],
+        ["--batch-size", "500"],
+        ["--train-size", "100000"],
+        ["--l2", "1e-3"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*bad, "--out", str(tmp_path)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "error" in err
