@@ -36,7 +36,7 @@ from flax import nnx
 from jdl.data import Dataset, digits
 from jdl.losses import accuracy, softmax_cross_entropy
 from jdl.models import MLP, functional
-from jdl.train import fit
+from jdl.train import classification, fit
 
 FEATURES = (64, 128, 128, 10)
 LEARNING_RATE = 1e-3
@@ -45,13 +45,7 @@ LEARNING_RATE = 1e-3
 def run_jdl(splits: Any, steps: int, batch_size: int, eval_every: int) -> tuple[float, float]:
     """(compile + set-up seconds, run seconds) of one ``fit``."""
     apply_fn, params = functional(MLP(FEATURES, rngs=nnx.Rngs(0)))
-
-    def loss_fn(p: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
-        return softmax_cross_entropy(apply_fn(p, batch.x, key=key), batch.y), {}
-
-    def eval_fn(p: Any, data: Dataset) -> dict[str, jax.Array]:
-        logits = apply_fn(p, data.x)
-        return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
+    loss_fn, eval_fn = classification(apply_fn)
 
     start = time.perf_counter()
     result = fit(

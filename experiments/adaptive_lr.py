@@ -31,16 +31,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 import jdl.optim
 from experiments.cli import Parser, hidden_sizes, positive_numbers
+from experiments.mlp_classifier import mlp_classifier
 from jdl.data import digits
-from jdl.models import MLP, functional
 from jdl.search import Search, log_grid, make_adaptive, product
 from jdl.search import population as make_population
 from jdl.search.report import write_json
-from jdl.train import classification, early_stopping, init_state
+from jdl.train import early_stopping, init_state
 
 PROG = "python -m experiments.adaptive_lr"
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad", "adamax", "nadam", "amsgrad")
@@ -107,12 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"--batch-size and --probe-size must not exceed the {n_train} training examples"
         )
     features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
-    apply_fn, _ = functional(MLP(features, rngs=nnx.Rngs(0)))
-
-    def init_fn(key: jax.Array) -> Any:
-        return functional(MLP(features, rngs=nnx.Rngs(key)))[1]
-
-    loss_fn, eval_fn = classification(apply_fn)
+    init_fn, loss_fn, eval_fn = mlp_classifier(features)
 
     make_tx = getattr(jdl.optim, cfg.optimizer)
     steps, chunk = cfg.steps, cfg.period + cfg.probe_steps

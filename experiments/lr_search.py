@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from flax import nnx
 
 import jdl.optim
 from experiments.cli import Parser, hidden_sizes
+from experiments.mlp_classifier import mlp_classifier
 from jdl.data import digits
-from jdl.models import MLP, functional
 from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
 from jdl.search.report import (
     aggregate,
@@ -39,7 +38,7 @@ from jdl.search.report import (
     write_csv,
     write_json,
 )
-from jdl.train import classification, early_stopping
+from jdl.train import early_stopping
 
 PROG = "python -m experiments.lr_search"
 OPTIMIZERS = (
@@ -160,12 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"--batch-size {cfg.batch_size} exceeds the {splits.train.x.shape[0]} training examples"
         )
     features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
-    apply_fn, _ = functional(MLP(features, rngs=nnx.Rngs(0)))
-
-    def init_fn(key: jax.Array) -> Any:
-        return functional(MLP(features, rngs=nnx.Rngs(key)))[1]
-
-    loss_fn, eval_fn = classification(apply_fn)
+    init_fn, loss_fn, eval_fn = mlp_classifier(features)
 
     make_tx = getattr(jdl.optim, cfg.optimizer)
     chunk_steps = max(1, cfg.steps // 20)
