@@ -7,19 +7,11 @@ halving and population-based training in fixed-shape populations.
 """
 
 from jdl.search.adaptive import AdaptiveHistory, make_adaptive
-from jdl.search.grid import (
-    HParams,
-    Population,
-    Search,
-    SearchResult,
-    SearchState,
-    log_grid,
-    population,
-    product,
-    zipped,
-)
+from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import HalvingResult, rank_scores, successive_halving
 from jdl.search.pbt import PBTResult, population_based_training
+from jdl.search.results import SearchResult
+from jdl.search.search import Search, SearchState
 from jdl.search.sharding import initialize_distributed, member_mesh, use_cpu_cores
 
 __all__ = [

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from jdl.data import Dataset
+from jdl.search.grid import check_count
 from jdl.train import EarlyStopping, LossFn, TrainState, make_chunk, train_step
 
 __all__ = ["AdaptiveHistory", "make_adaptive"]
@@ -43,12 +44,6 @@ class AdaptiveHistory(NamedTuple):
     probe_loss: jax.Array
     step: jax.Array
     metrics: dict[str, jax.Array]
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def make_adaptive(
@@ -104,12 +99,12 @@ def make_adaptive(
       Y. Bengio, "Practical recommendations for gradient-based training of deep
       architectures", 2012, arXiv:1206.5533, section 3.1.
     """
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("period", period)
-    _check_positive_int("probe_steps", probe_steps)
-    _check_positive_int("num_rounds", num_rounds)
+    check_count("batch_size", batch_size)
+    check_count("period", period)
+    check_count("probe_steps", probe_steps)
+    check_count("num_rounds", num_rounds)
     if probe_batch_size is not None:
-        _check_positive_int("probe_batch_size", probe_batch_size)
+        check_count("probe_batch_size", probe_batch_size)
     mult = np.asarray(multipliers, np.float64)
     if mult.ndim != 1 or mult.size == 0 or not np.all(np.isfinite(mult) & (mult > 0)):
         raise ValueError(f"multipliers must be a non-empty list of numbers > 0, got {multipliers}")

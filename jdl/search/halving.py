@@ -18,7 +18,9 @@ from typing import NamedTuple
 import numpy as np
 
 from jdl.data import Dataset
-from jdl.search.grid import Population, Search, SearchResult, SearchState
+from jdl.search.grid import Population, check_count
+from jdl.search.results import SearchResult
+from jdl.search.search import Search, SearchState
 from jdl.search.sharding import to_host
 
 __all__ = ["HalvingResult", "rank_scores", "successive_halving"]
@@ -92,18 +94,11 @@ def successive_halving(
     """
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
         raise ValueError(f"eta must be an int >= 2, got {eta!r}")
-    if isinstance(rung_steps, bool) or not isinstance(rung_steps, int) or rung_steps < 1:
-        raise ValueError(f"rung_steps must be a positive int, got {rung_steps!r}")
-    if rung_steps % search.chunk_steps:
-        raise ValueError(
-            f"rung_steps ({rung_steps}) must be a multiple of the search's chunk_steps "
-            f"({search.chunk_steps})"
-        )
+    search.check_chunks("rung_steps", rung_steps)
     num_configs = pop.num_configs
     if rungs is None:
         rungs = max(1, math.ceil(math.log(num_configs) / math.log(eta) - 1e-9))
-    if isinstance(rungs, bool) or not isinstance(rungs, int) or rungs < 1:
-        raise ValueError(f"rungs must be a positive int, got {rungs!r}")
+    check_count("rungs", rungs)
     compile_before = search.compile_seconds
     start = time.perf_counter()
     state = search.init(pop, train, val)

@@ -19,8 +19,10 @@ import jax
 import numpy as np
 
 from jdl.data import Dataset
-from jdl.search.grid import Population, Search, SearchResult
+from jdl.search.grid import Population
 from jdl.search.halving import rank_scores
+from jdl.search.results import SearchResult
+from jdl.search.search import Search
 from jdl.search.sharding import to_host
 
 __all__ = ["PBTResult", "population_based_training"]
@@ -86,14 +88,8 @@ def population_based_training(
       M. Jaderberg et al., "Population Based Training of Neural Networks", arXiv:1711.09846,
       2017 (truncation selection, perturb by 0.8 or 1.2).
     """
-    for name, value in (("steps", steps), ("ready_steps", ready_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if value % search.chunk_steps:
-            raise ValueError(
-                f"{name} ({value}) must be a multiple of the search's chunk_steps "
-                f"({search.chunk_steps})"
-            )
+    search.check_chunks("steps", steps)
+    search.check_chunks("ready_steps", ready_steps)
     if not 0.0 < fraction <= 0.5:
         raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}")
     factors = np.asarray(perturb, np.float64)

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jdl.search.grid import SearchResult
+from jdl.search.results import SearchResult
 
 __all__ = [
     "aggregate",
@@ -222,7 +222,9 @@ def plot_lr_curve(
         lo = np.array([c.min() if c.size else np.nan for c in stats])
         hi = np.array([c.max() if c.size else np.nan for c in stats])
         name = ", ".join(f"{k}={v:g}" for k, v in zip(others, label, strict=True)) or "mean"
-        (line,) = ax.plot(x[cols], mean, marker="o", label=f"{name} ({len(pop.seeds)} seeds)")
+        (line,) = ax.plot(
+            x[cols], mean, marker="o", label=f"{name} ({_count(len(pop.seeds), 'seed')})"
+        )
         if len(pop.seeds) > 1:
             ax.fill_between(x[cols], lo, hi, alpha=0.25, color=line.get_color(), lw=0)
         bad = np.asarray(result.diverged[:, cols]).any(axis=0)
@@ -264,6 +266,11 @@ def plot_curves(result: SearchResult, path: str | Path, *, hparam: str = "learni
         ax.grid(True, alpha=0.3)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes)
     bar.set_label(hparam.replace("_", " "))
-    fig.suptitle(f"{pop.num_members} members ({len(pop.seeds)} seeds)")
+    fig.suptitle(f"{_count(pop.num_members, 'member')} ({_count(len(pop.seeds), 'seed')})")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a count with its noun in the singular or the plural."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -111,7 +111,7 @@ def _separate_runs(lrs, seeds, train, val):
     return runs
 
 
-def test_search_equals_separate_runs_compiles_once_and_isolates_divergence(search, data):
+def test_search_equals_separate_runs_compiles_once_and_isolates_divergence(search, data, capsys):
     train, val, test = data
     lrs = [0.05, 0.5]
     result = search.run(
@@ -156,7 +156,8 @@ def test_search_equals_separate_runs_compiles_once_and_isolates_divergence(searc
     assert np.isnan(other.history["val_loss"][-1, :, 1]).all()
 
     # Both populations at once, in slices of 2 configurations: the same programs (no
-    # compile) and the same results, padding dropped.
+    # compile) and the same results, padding dropped; the progress bar counts both slices.
+    capsys.readouterr()
     both = search.run(
         population({"learning_rate": [*lrs, 0.05, 1e4]}, seeds=[0, 1]),
         train,
@@ -166,6 +167,9 @@ def test_search_equals_separate_runs_compiles_once_and_isolates_divergence(searc
         members_per_chunk=2,
     )
     assert search.compilations == compiled
+    bar = capsys.readouterr().err
+    assert f"{2 * STEPS}/{2 * STEPS}" in bar and "2/4 training" in bar  # 2 slices
+    assert f"best_val_loss={np.nanmin(result.best_val_loss):.4g}" in bar
     for name in ("val_loss", "train_loss"):
         np.testing.assert_array_equal(
             both.history[name], np.concatenate([result.history[name], other.history[name]], 2)

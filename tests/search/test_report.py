@@ -83,3 +83,23 @@ def test_files(result, tmp_path):
         plot_lr_curve(result, tmp_path / "x.png", hparam="momentum")
     with pytest.raises(TypeError, match="SearchResult"):
         records({"not": "a result"})
+
+
+def test_figure_labels_count_seeds(result, tmp_path, monkeypatch):
+    import jdl.search.report as report
+
+    one_seed = result._replace(
+        population=population(dict(result.population.hparams), seeds=[0]),
+        final={k: v[:1] for k, v in result.final.items()},
+        diverged=result.diverged[:1],
+        history={k: v if k == "step" else v[:, :1] for k, v in result.history.items()},
+    )
+    figures = []
+    monkeypatch.setattr(report.plt, "close", figures.append)
+    plot_lr_curve(one_seed, tmp_path / "lr.png")
+    plot_curves(one_seed, tmp_path / "curves.png")
+    plot_lr_curve(result, tmp_path / "lr2.png")
+    legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert legend == ["mean (1 seed)"]
+    assert figures[1]._suptitle.get_text() == "3 members (1 seed)"
+    assert [t.get_text() for t in figures[2].axes[0].get_legend().get_texts()] == ["mean (2 seeds)"]

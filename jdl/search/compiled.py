@@ -1,0 +1,98 @@
+"""A search's compiled programs: compiled ahead of time, once per argument signature.
+
+A program is ``jit(fn)`` lowered and compiled for the shapes, dtypes and shardings of its
+arguments; calling it again with arguments of the same signature reuses it, whatever their
+values, so any grid of the same shape trains without recompiling. Compilation can start in a
+background thread (XLA releases the GIL) while the host prepares the arguments; the time spent
+compiling, or waiting for a background compile, is recorded apart from the run time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+
+__all__ = ["Programs", "signature"]
+
+
+def signature(args: Any) -> tuple:
+    """What a compiled program depends on: tree structure, shapes, dtypes and shardings (of
+    arrays or of their ``jax.ShapeDtypeStruct`` descriptions), shardings up to equivalence."""
+    leaves, treedef = jax.tree.flatten(args)
+    return treedef, tuple(
+        (tuple(leaf.shape), str(leaf.dtype), _layout(getattr(leaf, "sharding", None)))
+        if isinstance(leaf, jax.Array | jax.ShapeDtypeStruct)
+        else (np.shape(leaf), str(np.asarray(leaf).dtype), None)
+        for leaf in leaves
+    )
+
+
+def _layout(sharding: Any) -> Any:
+    """A canonical form of a sharding: on one device every layout is the same, and trailing
+    unsplit dimensions do not count."""
+    if not isinstance(sharding, NamedSharding):
+        return sharding
+    if sharding.mesh.size == 1:
+        return ("one device", tuple(sharding.mesh.devices.flat))
+    spec = list(sharding.spec)
+    while spec and spec[-1] is None:
+        spec.pop()
+    return (sharding.mesh, tuple(spec))
+
+
+class Programs:
+    """Programs by name and argument signature, compiled ahead of time with their outputs
+    sharded by ``shardings(outputs)``.
+
+    Attributes:
+      compilations: the number of programs compiled (or being compiled).
+      compile_seconds: the time spent compiling, or waiting for a background compile.
+    """
+
+    def __init__(self, shardings: Callable[[Any], Any]):
+        self._shardings = shardings
+        self._compiled: dict[tuple, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self.compilations = 0
+        self.compile_seconds = 0.0
+
+    def __call__(self, name: str, fn: Callable, *args: Any, donate: tuple[int, ...] = ()) -> Any:
+        """Runs ``jit(fn)(*args)`` (arguments ``donate`` donated), compiling it on the first
+        call with this signature."""
+        key = (name, signature(args))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            start = time.perf_counter()
+            self._compiled[key] = compiled = self._compile(fn, args, donate)
+            self.compile_seconds += time.perf_counter() - start
+            self.compilations += 1
+        if isinstance(compiled, Future):
+            start = time.perf_counter()
+            self._compiled[key] = compiled = compiled.result()
+            self.compile_seconds += time.perf_counter() - start  # the time waited for it
+        return compiled(*args)
+
+    def compile_ahead(self, name: str, fn: Callable, *args: Any, donate: tuple[int, ...]) -> None:
+        """Starts compiling ``jit(fn)`` for the argument descriptions ``args`` (arrays or
+        ``jax.ShapeDtypeStruct``) in a background thread; the call with this signature waits
+        for it."""
+        key = (name, signature(args))
+        if key in self._compiled:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1)
+        self.compilations += 1
+        self._compiled[key] = self._pool.submit(self._compile, fn, args, donate)
+
+    def _compile(self, fn: Callable, args: Any, donate: tuple[int, ...]) -> Any:
+        def placed(*a: Any) -> Any:  # outputs sharded like the inputs (one trace)
+            out = fn(*a)
+            return jax.lax.with_sharding_constraint(out, self._shardings(out))
+
+        return jax.jit(placed, donate_argnums=donate).lower(*args).compile()

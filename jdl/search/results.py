@@ -1,0 +1,156 @@
+"""A search's results: the population's arrays brought to the host, padding dropped, slices
+of configurations put back together as one `SearchResult`."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jdl.search.grid import Population
+from jdl.search.sharding import to_host
+from jdl.train import TrainState
+
+__all__ = ["SearchResult", "assemble", "gather"]
+
+Params = Any
+
+
+class SearchResult(NamedTuple):
+    """What a search found, as NumPy arrays with axes (S, H) (seeds, configurations).
+
+    Attributes:
+      population: the population searched.
+      steps: optimizer steps each member took.
+      best_step: the step of the best validation loss (-1: never a finite one).
+      best_val_loss: the best validation loss (early stopping's best metric).
+      stopped_early: stopped by early stopping's patience before the step budget.
+      diverged: stopped by a non-finite loss or the divergence threshold.
+      final: each member's metrics of its last chunk: ``train_loss``, ``val_loss``,
+        ``val_<k>`` for each entry of ``eval_fn``.
+      best: ``eval_fn`` of each member's best parameters: ``val_<k>`` (recorded at its best
+        evaluation; NaN if none was ever finite) and, with test data, ``test_<k>``.
+      history: metric -> (C, S, H) after each of the C chunks (NaN once a member stopped),
+        and ``"step"`` -> (C,).
+      best_params: the best parameters, leaves (S, H, ...).
+      params: the final parameters, leaves (S, H, ...).
+      timing: ``compile_s`` (programs compiled during this search), ``run_s`` (everything
+        else), ``member_steps`` (steps taken, summed over members) and
+        ``member_steps_per_s`` = member_steps / run_s.
+    """
+
+    population: Population
+    steps: np.ndarray
+    best_step: np.ndarray
+    best_val_loss: np.ndarray
+    stopped_early: np.ndarray
+    diverged: np.ndarray
+    final: dict[str, np.ndarray]
+    best: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    best_params: Params
+    params: Params
+    timing: dict[str, float]
+
+
+def gather(
+    train: TrainState,
+    last: dict[str, jax.Array],
+    best: dict[str, jax.Array],
+    history: list[dict[str, jax.Array]],
+    num_configs: int,
+) -> dict:
+    """The members' states and metrics (leaves (S, H', ...)) as NumPy arrays on the host, in
+    one transfer, the padding (configurations from ``num_configs`` on) dropped: a piece of
+    `assemble`.
+
+    Args:
+      train: the members' final `TrainState`s.
+      last: each member's metrics of its last chunk.
+      best: the metrics of each member's best parameters.
+      history: the metrics of each chunk.
+      num_configs: the configurations kept (the rest is padding).
+    """
+    stop = train.stop
+    host = to_host(
+        {
+            "train": (
+                train.step,
+                stop.best_step,
+                stop.best_metric,
+                stop.should_stop,
+                stop.diverged,
+            ),
+            "final": last,
+            "best": best,
+            "history": history,
+            "best_params": stop.best_params,
+            "params": train.params,
+        }
+    )
+    return _drop_padding(host, num_configs)
+
+
+def _drop_padding(host: dict, n: int) -> dict:
+    """Keeps the first n configurations of every (S, H', ...) array (axis 1), and of every
+    history entry (C, S, H') (axis 2)."""
+    out = dict(host)
+    out["train"] = tuple(a[:, :n] for a in host["train"])
+    out["final"] = {k: v[:, :n] for k, v in host["final"].items()}
+    out["best"] = {k: v[:, :n] for k, v in host["best"].items()}
+    out["history"] = [{k: v[:, :n] for k, v in m.items()} for m in host["history"]]
+    out["best_params"] = jax.tree.map(lambda a: a[:, :n], host["best_params"])
+    out["params"] = jax.tree.map(lambda a: a[:, :n], host["params"])
+    return out
+
+
+def assemble(
+    pop: Population,
+    pieces: list[dict],
+    num_chunks: int,
+    chunk_steps: int,
+    steps: int,
+    compile_s: float,
+    run_s: float,
+) -> SearchResult:
+    """Concatenates the slices of configurations along axis 1; pads each history with NaN to
+    ``num_chunks`` chunks (a slice whose members had all stopped ended early)."""
+
+    def cat(*xs: np.ndarray) -> np.ndarray:
+        return np.concatenate(xs, axis=1)
+
+    histories = []
+    for piece in pieces:
+        names = piece["final"].keys()
+        rows = {k: [m[k] for m in piece["history"]] for k in names}
+        shape = piece["train"][0].shape
+        stacked = {}
+        for k, r in rows.items():
+            filler = [np.full(shape, np.nan, np.float32)] * (num_chunks - len(r))
+            stacked[k] = np.stack(r + filler).astype(np.float32)
+        histories.append(stacked)
+    train = [np.concatenate(xs, axis=1) for xs in zip(*[p["train"] for p in pieces], strict=True)]
+    steps_taken, best_step, best_metric, stopped, diverged = train
+    history = {k: np.concatenate([h[k] for h in histories], axis=2) for k in histories[0]}
+    history["step"] = np.minimum(np.arange(1, num_chunks + 1) * chunk_steps, steps)
+    member_steps = float(steps_taken.sum())
+    return SearchResult(
+        population=pop,
+        steps=steps_taken,
+        best_step=best_step,
+        best_val_loss=best_metric,
+        stopped_early=stopped & ~diverged & (steps_taken < steps),
+        diverged=diverged,
+        final={k: cat(*[p["final"][k] for p in pieces]) for k in pieces[0]["final"]},
+        best={k: cat(*[p["best"][k] for p in pieces]) for k in pieces[0]["best"]},
+        history=history,
+        best_params=jax.tree.map(cat, *[p["best_params"] for p in pieces]),
+        params=jax.tree.map(cat, *[p["params"] for p in pieces]),
+        timing={
+            "compile_s": compile_s,
+            "run_s": run_s,
+            "member_steps": member_steps,
+            "member_steps_per_s": member_steps / run_s if run_s > 0 else float("nan"),
+        },
+    )
