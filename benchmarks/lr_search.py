@@ -122,12 +122,12 @@ def run_jdl(
     )
     pop = population({"learning_rate": lrs})
     start = time.perf_counter()
-    first = search.run(pop, train, val, steps=steps)
+    first = search.run(pop, train, val, steps=steps, progress=False)
     wall = time.perf_counter() - start
     assert (first.steps == steps).all()
 
     def rerun() -> float:
-        return search.run(pop, train, val, steps=steps).timing["run_s"]
+        return search.run(pop, train, val, steps=steps, progress=False).timing["run_s"]
 
     figures = {
         "compile_s": first.timing["compile_s"],

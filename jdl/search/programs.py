@@ -50,11 +50,9 @@ class SearchState(NamedTuple):
 
 class PopulationPrograms(NamedTuple):
     """The programs of a population whose member (s, h) is the `jdl.train` run of seed s and
-    hyper-parameters ``hp[s, h]``: parameters ``init_fn(k_init)``, ``optimizer(hp)``,
-    ``make_loss_fn(hp)``, and the shared ``eval_fn``, ``batch_size``, ``chunk_steps`` and
-    ``early_stopping``."""
+    hyper-parameters ``hp[s, h]``: ``optimizer(hp)``, ``make_loss_fn(hp)``, and the shared
+    ``eval_fn``, ``batch_size``, ``chunk_steps`` and ``early_stopping``."""
 
-    init_fn: Callable[[jax.Array], Params]
     optimizer: Callable[[HParams], optax.GradientTransformation]
     make_loss_fn: Callable[[HParams], LossFn]
     eval_fn: EvalFn
@@ -65,15 +63,14 @@ class PopulationPrograms(NamedTuple):
     def _member_init(self, hp: HParams, params: Params, key: jax.Array) -> TrainState:
         return init_state(params, self.optimizer(hp), self.early_stopping, key)
 
-    def init(self, hp: HParams, seeds: jax.Array) -> TrainState:
-        """Every member at step 0: with ``k_init, k_run = split(key(seed))``, the seed's
-        parameters ``init_fn(k_init)`` and run key ``k_run``, and each configuration's
-        optimizer and early-stopping states. One program: no eager operation per seed."""
-        keys = jax.vmap(lambda seed: jax.random.split(jax.random.key(seed)))(seeds)
-        params = jax.vmap(self.init_fn)(keys[:, 0])
+    def init(self, hp: HParams, params: Params, seeds: jax.Array) -> TrainState:
+        """Every member at step 0: its seed's parameters (leaves (S, ...)) and run key
+        ``k_run`` (``k_init, k_run = split(key(seed))``), and its configuration's optimizer and
+        early-stopping states."""
+        keys = jax.vmap(lambda seed: jax.random.split(jax.random.key(seed))[1])(seeds)
         inner = jax.vmap(self._member_init, in_axes=(0, None, None))
-        state = jax.vmap(inner)(hp, params, keys[:, 1])
-        return state._replace(key=keys[:, 1])
+        state = jax.vmap(inner)(hp, params, keys)
+        return state._replace(key=keys)
 
     def _member_chunk(
         self,

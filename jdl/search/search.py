@@ -133,7 +133,6 @@ class Search:
         self.num_devices = self.mesh.devices.size
         self._call = Programs(self._shardings)
         self._programs = PopulationPrograms(
-            init_fn,
             optimizer,
             self._make_loss_fn,
             eval_fn,
@@ -141,6 +140,8 @@ class Search:
             self.chunk_steps,
             early_stopping,
         )
+        self._init_fn = init_fn
+        self._param_shapes: Any = None
         self._state_shapes: dict[tuple, Any] = {}
 
     @property
@@ -242,13 +243,19 @@ class Search:
         valid = replicate(np.arange(size) < num_configs, self.mesh)
         clock = replicate(np.zeros((), np.int32), self.mesh)
         train, val = self._place(train, val)
-        shapes_key = signature((hp, seeds))
+        if self._param_shapes is None:
+            self._param_shapes = jax.eval_shape(self._init_fn, jax.eval_shape(jax.random.key, 0))
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        params = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
+            self._param_shapes,
+        )
+        shapes_key = signature((hp, params, seeds))
         if shapes_key not in self._state_shapes:
-            self._state_shapes[shapes_key] = jax.eval_shape(self._programs.init, hp, seeds)
+            self._state_shapes[shapes_key] = jax.eval_shape(self._programs.init, hp, params, seeds)
         shapes = self._state_shapes[shapes_key]
         # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
-        params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[2:], a.dtype), shapes.params)
-        evaluation = jax.eval_shape(self._eval_fn, params, val)
+        evaluation = jax.eval_shape(self._eval_fn, self._param_shapes, val)
         if not isinstance(evaluation, dict) or "loss" not in evaluation:
             raise ValueError(
                 "eval_fn must return a dict of scalars containing 'loss' (the monitored value)"
@@ -263,7 +270,8 @@ class Search:
         last = jax.device_put(last, self._shardings(last))
         at_best = jax.device_put(at_best, self._shardings(at_best))  # own buffers: donated
         if ahead is not None:
-            # Compile the chunk in the background while the members are initialised.
+            # Compile the chunk in the background while the members are initialised (the
+            # critical path of a first run: it starts before any eager computation).
             shapes = jax.tree.map(
                 lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
                 shapes,
@@ -282,7 +290,10 @@ class Search:
                 val,
                 donate=(1, 3, 4),
             )
-        state = self._call("init", self._programs.init, hp, seeds)
+        # Each seed's parameters, stacked on the host (an eager stack would compile).
+        init = [self._init_fn(jax.random.split(jax.random.key(int(seed)))[0]) for seed in pop.seeds]
+        params = jax.tree.map(lambda *leaves: np.stack(leaves), *jax.device_get(init))
+        state = self._call("init", self._programs.init, hp, replicate(params, self.mesh), seeds)
         return SearchState(hp, state, clock, last, at_best, valid)
 
     def advance(
