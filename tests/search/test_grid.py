@@ -1,4 +1,5 @@
-"""jdl.search.grid: grids, validation, search == separate runs, compile once, divergence."""
+"""jdl.search.grid and jdl.search.search: grids, validation, search == separate runs, compile once,
+divergence, progress bar."""
 
 import jax
 import jax.numpy as jnp
