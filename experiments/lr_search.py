@@ -141,6 +141,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the search and writes its four files; returns the results dict of results.json."""
     cfg = parse_args(argv)
@@ -231,8 +235,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot_curves(result, out / "curves.png")
         print(table)
         print(
-            f"\n{pop.num_members} members ({cfg.num_lrs} learning rates x {cfg.seeds} seeds) on "
-            f"{search.num_devices} device(s) in {wall:.1f} s (compile "
+            f"\n{pop.num_members} members ({_count(cfg.num_lrs, 'learning rate')} x "
+            f"{_count(cfg.seeds, 'seed')}) on {_count(search.num_devices, 'device')} in "
+            f"{wall:.1f} s (compile "
             f"{result.timing['compile_s']:.1f} s, {result.timing['member_steps_per_s']:.0f} "
             "member-steps/s)"
         )
