@@ -73,6 +73,11 @@ class MLP(nnx.Module):
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         """The output y for inputs x of shape (..., d_0); ``rngs`` overrides the dropout
         stream."""
+        if x.ndim < 1 or x.shape[-1] != self.layers[0].in_features:
+            raise ValueError(
+                f"MLP expects inputs of shape (..., {self.layers[0].in_features}), "
+                f"got {tuple(x.shape)}"
+            )
         for layer in self.layers[:-1]:
             x = self.activation(layer(x))
             if self.dropout is not None:

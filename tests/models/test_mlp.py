@@ -41,3 +41,11 @@ def test_shapes_activation_and_nnx_modes():
 def test_bad_arguments(kwargs, err, match):
     with pytest.raises(err, match=match):
         MLP(**kwargs, rngs=nnx.Rngs(0))
+
+
+def test_inputs_of_the_wrong_width_get_a_clear_error():
+    mlp = MLP((5, 2), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"inputs of shape \(\.\.\., 5\), got \(4, 3\)"):
+        mlp(jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"got \(4, 3\)"):
+        jax.jit(lambda x: mlp(x))(jnp.ones((4, 3)))  # shapes are static: caught under jit too
