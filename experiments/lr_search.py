@@ -11,12 +11,17 @@ over ``--devices``), prints the table (per member, or aggregated over seeds) and
 learning rate, and writes ``results.json``, ``results.csv``, ``lr_curve.png`` (final validation
 loss against the learning rate: the course's too small / just right / too large curve) and
 ``curves.png`` (loss curves of every member) into ``--out``.
+
+Ctrl-C stops the search after the chunk in flight: the four files then hold the members as
+far as they got, results.json says ``"interrupted": true``, and the program exits with status
+130. A second Ctrl-C aborts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -146,7 +151,11 @@ def _count(n: int, noun: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the search and writes its four files; returns the results dict of results.json."""
+    """Runs the search and writes its four files; returns the results dict of results.json.
+
+    Raises:
+      SystemExit: 2 on bad input; 130 after writing the files of a search stopped by Ctrl-C.
+    """
     cfg = parse_args(argv)
     if cfg.distributed:
         initialize_distributed(cfg.coordinator, cfg.num_processes, cfg.process_id)
@@ -198,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "devices": search.num_devices,
     }
+    if result.interrupted:
+        results["interrupted"] = True
     columns = [
         "learning_rate",
         "seed",
@@ -246,6 +257,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{best['best_val_loss_mean']:.4f}, test accuracy {best['test_accuracy_mean']:.4f})"
         )
         print(f"wrote {out}/results.json, results.csv, lr_curve.png, curves.png")
+        if result.interrupted:
+            print(
+                f"interrupted at step {int(result.steps.max())} of {cfg.steps}: the files hold "
+                'the search so far, marked "interrupted": true',
+                file=sys.stderr,
+            )
+    if result.interrupted:
+        sys.exit(130)  # the status of a program ended by SIGINT
     return results
 
 

@@ -38,6 +38,10 @@ class SearchResult(NamedTuple):
       timing: ``compile_s`` (programs compiled during this search), ``run_s`` (everything
         else), ``member_steps`` (steps taken, summed over members) and
         ``member_steps_per_s`` = member_steps / run_s.
+      interrupted: the search was stopped by a KeyboardInterrupt (Ctrl-C) and holds what was
+        trained until then: ``steps`` says how far each member got, ``history`` is NaN after
+        its last chunk, and ``population`` holds the configurations trained (with
+        ``Search.run``'s ``members_per_chunk``, the slices that had run a chunk).
     """
 
     population: Population
@@ -52,6 +56,7 @@ class SearchResult(NamedTuple):
     best_params: Params
     params: Params
     timing: dict[str, float]
+    interrupted: bool = False
 
 
 def gather(
@@ -113,9 +118,12 @@ def assemble(
     steps: int,
     compile_s: float,
     run_s: float,
+    *,
+    interrupted: bool = False,
 ) -> SearchResult:
     """Concatenates the slices of configurations along axis 1; pads each history with NaN to
-    ``num_chunks`` chunks (a slice whose members had all stopped ended early)."""
+    ``num_chunks`` chunks (a slice whose members had all stopped ended early, or that was
+    interrupted)."""
 
     def cat(*xs: np.ndarray) -> np.ndarray:
         return np.concatenate(xs, axis=1)
@@ -153,4 +161,5 @@ def assemble(
             "member_steps": member_steps,
             "member_steps_per_s": member_steps / run_s if run_s > 0 else float("nan"),
         },
+        interrupted=interrupted,
     )

@@ -19,6 +19,9 @@ train step and early stopping; the others never see it.
 from __future__ import annotations
 
 import math
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,6 +52,49 @@ __all__ = ["Search", "SearchState"]
 
 Params = Any
 EvalFn = Callable[[Params, Dataset], dict[str, jax.Array]]
+
+
+class _Interrupt:
+    """Ctrl-C during `Search.run`, taken between chunks.
+
+    A chunk donates the state it advances, so a KeyboardInterrupt raised while one is
+    dispatched can lose the members' state. Inside this context (in the main thread, over
+    Python's default SIGINT handler, restored on exit) a first Ctrl-C after some training
+    (``armed``) only sets ``requested``, and the loop stops once the chunk in flight is done.
+    Before any training, and on a second Ctrl-C, it raises KeyboardInterrupt at once.
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.armed or self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        # os.write, not print: a handler may run in the middle of a write to sys.stderr.
+        os.write(2, b"\nstopping after the chunk in flight (Ctrl-C again to abort)\n")
+
+
+def _intact(state: SearchState | None) -> bool:
+    """Whether the state's buffers still exist (a chunk donates them)."""
+    if state is None:
+        return False
+    leaves = jax.tree.leaves((state.train, state.last, state.at_best))
+    return not any(isinstance(a, jax.Array) and a.is_deleted() for a in leaves)
 
 
 class Search:
@@ -429,6 +475,12 @@ class Search:
 
         Returns:
           A `SearchResult`, padding dropped.
+
+        A KeyboardInterrupt (Ctrl-C) once a chunk has run stops the loop when the chunk in
+        flight is done and returns what was trained so far, evaluated as usual, with
+        ``interrupted=True``; with ``members_per_chunk``, the configurations of slices that
+        had not run a chunk are left out. A KeyboardInterrupt before the first chunk, or a
+        second one, propagates.
         """
         steps = check_count("steps", steps)
         compile_before = self.compile_seconds
@@ -444,33 +496,62 @@ class Search:
         part = num_configs if members_per_chunk is None else members_per_chunk
         part = padded_size(min(part, num_configs), self.num_devices)
         slices = range(0, num_configs, part)
-        pieces, best_loss = [], np.inf
-        with tqdm(total=len(slices) * steps, disable=not progress, unit="step") as bar:
+        test_set = placed[2] if test is not None else None
+        pieces, best_loss, interrupted = [], np.inf, False
+        with (
+            tqdm(total=len(slices) * steps, disable=not progress, unit="step") as bar,
+            _Interrupt() as interrupt,
+        ):
             for lo in slices:
                 sub = Population({k: v[lo : lo + part] for k, v in pop.hparams.items()}, pop.seeds)
-                state = self.init(sub, train, val, size=part, ahead=(num_steps,))
                 kept = min(part, num_configs - lo)
                 done = (lo // part) * steps  # steps of the slices before this one
-                history = []
-                for c in range(1, num_chunks + 1):
-                    state, metrics = self.advance(state, train, val, num_steps=num_steps)
-                    history.append(metrics)
-                    # The stop flags and best losses, for the bar and the loop: one transfer.
-                    stopped, best = to_host(
-                        (state.train.stop.should_stop, state.train.stop.best_metric)
-                    )
-                    best = best[:, :kept]
-                    best_loss = min(best_loss, np.where(np.isfinite(best), best, np.inf).min())
-                    bar.set_postfix(
-                        members=f"{int((~stopped[:, :kept]).sum())}/{best.size} training",
-                        best_val_loss=f"{best_loss:.4g}",
-                        refresh=False,
-                    )
-                    bar.update(done + min(c * self.chunk_steps, steps) - bar.n)
-                    if stopped.all():
+                state, history = None, []
+                try:
+                    state = self.init(sub, train, val, size=part, ahead=(num_steps,))
+                    for c in range(1, num_chunks + 1):
+                        state, metrics = self.advance(state, train, val, num_steps=num_steps)
+                        history.append(metrics)
+                        interrupt.armed = True
+                        # The stop flags and best losses, for the bar and the loop: one transfer.
+                        stopped, best = to_host(
+                            (state.train.stop.should_stop, state.train.stop.best_metric)
+                        )
+                        best = best[:, :kept]
+                        best_loss = min(best_loss, np.where(np.isfinite(best), best, np.inf).min())
+                        bar.set_postfix(
+                            members=f"{int((~stopped[:, :kept]).sum())}/{best.size} training",
+                            best_val_loss=f"{best_loss:.4g}",
+                            refresh=False,
+                        )
+                        bar.update(done + min(c * self.chunk_steps, steps) - bar.n)
+                        if stopped.all() or interrupt.requested:
+                            break
+                except KeyboardInterrupt:
+                    # Raised in the loop (no handler of ours, or by a function it calls): keep
+                    # this slice if it ran a chunk and its state survived, else the ones before.
+                    usable = bool(history) and _intact(state)
+                    if interrupt.requested or not (usable or pieces):
+                        raise
+                    interrupted = True
+                    if not usable:
                         break
-                test_set = placed[2] if test is not None else None
                 pieces.append(self._fetch(state, history, test_set, kept))
+                interrupted = interrupted or interrupt.requested
+                if interrupted:
+                    break
         compile_s = self.compile_seconds - compile_before
         run_s = time.perf_counter() - start - compile_s
-        return assemble(pop, pieces, num_chunks, self.chunk_steps, steps, compile_s, run_s)
+        trained = sum(piece["train"][0].shape[1] for piece in pieces)
+        if trained < num_configs:
+            pop = Population({k: v[:trained] for k, v in pop.hparams.items()}, pop.seeds)
+        return assemble(
+            pop,
+            pieces,
+            num_chunks,
+            self.chunk_steps,
+            steps,
+            compile_s,
+            run_s,
+            interrupted=interrupted,
+        )

@@ -3,10 +3,12 @@
 import csv
 import json
 import math
+import signal
 
 import pytest
 
 from experiments import lr_search
+from jdl.search import Search
 
 MEMBER_KEYS = {
     "learning_rate",
@@ -69,6 +71,42 @@ def test_lr_search_small(tmp_path, capsys):
     assert len(rows) == 6 and set(rows[0]) >= MEMBER_KEYS
     printed = capsys.readouterr().out
     assert "best learning rate:" in printed and "best_val_loss_mean" in printed  # seed aggregate
+
+
+def test_lr_search_interrupted_writes_and_exits_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C (SIGINT sent to itself while chunk 2 runs: no timing) stops after that chunk;
+    the four files hold the members so far, then the exit status is 130."""
+    advance, calls = Search.advance, []
+
+    def interrupted(self, *args, **kwargs):
+        out = advance(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Search, "advance", interrupted)
+    out = tmp_path / "run"
+    argv = ["--num-lrs", "2", "--lr-max", "0.01", "--steps", "40", "--batch-size", "32"]
+    with pytest.raises(SystemExit) as exc:
+        lr_search.main([*argv, "--hidden", "16", "--out", str(out)])
+    assert exc.value.code == 130 and len(calls) == 2
+    for name in ("results.json", "results.csv", "lr_curve.png", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["interrupted"] is True and saved["config"]["steps"] == 40
+    assert len(saved["members"]) == 2
+    # Two chunks of 40 // 20 = 2 steps each.
+    assert all(0 < m["best_step"] <= 4 for m in saved["members"])
+    assert all(math.isfinite(m["best_val_loss"]) for m in saved["members"])
+    with (out / "results.csv").open() as f:
+        assert [int(r["steps"]) for r in csv.DictReader(f)] == [4, 4]
+    captured = capsys.readouterr()
+    assert "best learning rate:" in captured.out
+    notice = [line for line in captured.err.splitlines() if line.startswith("interrupted")]
+    assert notice == [
+        'interrupted at step 4 of 40: the files hold the search so far, marked "interrupted": true'
+    ]
 
 
 @pytest.mark.parametrize(
