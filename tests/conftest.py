@@ -1,5 +1,21 @@
 """Test-wide settings: strict rank promotion, as equinox runs its tests."""
 
+import signal
+
 import jax
+import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, whatever this process inherited.
+
+    A process started in the background by a non-interactive shell (as CI may start the suite)
+    inherits SIGINT ignored, and Python then installs no handler; tests of Ctrl-C handling
+    need the terminal's behaviour.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

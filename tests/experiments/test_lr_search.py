@@ -73,6 +73,7 @@ def test_lr_search_small(tmp_path, capsys):
     assert "best learning rate:" in printed and "best_val_loss_mean" in printed  # seed aggregate
 
 
+@pytest.mark.usefixtures("interactive_sigint")
 def test_lr_search_interrupted_writes_and_exits_130(tmp_path, capsys, monkeypatch):
     """Ctrl-C (SIGINT sent to itself while chunk 2 runs: no timing) stops after that chunk;
     the four files hold the members so far, then the exit status is 130."""

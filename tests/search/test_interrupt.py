@@ -17,6 +17,8 @@ from .conftest import CHUNK, STEPS
 
 LRS = [0.05, 0.2]
 
+pytestmark = pytest.mark.usefixtures("interactive_sigint")
+
 
 def interrupt_at(monkeypatch, search, call, how):
     """``search.advance`` interrupted at its ``call``-th call: ``"raise"`` raises
