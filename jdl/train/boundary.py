@@ -1,0 +1,191 @@
+"""Checks of the user's data and functions at ``fit``'s boundary, before anything compiles.
+
+``jax.eval_shape`` runs ``loss_fn`` (and its gradient) on one batch's shapes and ``eval_fn`` on
+the validation data's: nothing is computed or compiled, and a function that does not fit the data
+fails with a message that names it and its inputs, the original error on one line after it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdl.data import Dataset
+from jdl.train.state import LossFn, Params, TrainState
+from jdl.train.step import step_key
+
+if TYPE_CHECKING:
+    from jdl.train.loop import EvalFn
+
+
+def _describe(a: object) -> str:
+    """``float32[8,4]`` for an array (or a shape-dtype struct), the type's name otherwise."""
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return f"{jnp.dtype(a.dtype).name}[{','.join(map(str, a.shape))}]"
+    if isinstance(a, int | float | bool):
+        return f"a Python {type(a).__name__}"
+    if isinstance(a, tuple | list):
+        return f"a {type(a).__name__} of {len(a)}"
+    return type(a).__name__
+
+
+def _returned(a: object) -> str:
+    """What a function returned, for an error message: ``an array float32[8]``, ``a tuple of 3``."""
+    return f"an array {_describe(a)}" if hasattr(a, "shape") else _describe(a)
+
+
+def _describe_data(data: Dataset) -> str:
+    return f"x {_describe(data.x)}, y {_describe(data.y)}"
+
+
+def _describe_params(params: Params, limit: int = 4) -> str:
+    """The parameters' first ``limit`` leaves as ``{path: dtype[shape], ...}``."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    items = [
+        f"{jax.tree_util.keystr(path, simple=True, separator='/') or '.'}: {_describe(leaf)}"
+        for path, leaf in leaves[:limit]
+    ]
+    if len(leaves) > limit:
+        items.append(f"... {len(leaves) - limit} more")
+    return "{" + ", ".join(items) + "}"
+
+
+def _boundary_error(err: Exception, context: str) -> Exception:
+    """The boundary's error for ``err`` raised by a user function: ``context`` first, then the
+    original message on one line; a TypeError stays a TypeError, the rest become ValueErrors."""
+    text = " ".join(str(err).split()) or "(no message)"
+    if len(text) > 500:
+        text = text[:497] + "..."
+    kind = TypeError if isinstance(err, TypeError) else ValueError
+    return kind(f"{context}: {type(err).__name__}: {text}")
+
+
+def check_evaluation(evaluation: object) -> None:
+    """``eval_fn``'s result: a dict of scalars containing ``"loss"``."""
+    if not isinstance(evaluation, dict) or "loss" not in evaluation:
+        raise ValueError(
+            "eval_fn must return a dict of scalars containing 'loss' (the monitored value), got "
+            + (
+                f"a dict with keys {sorted(map(str, evaluation))}"
+                if isinstance(evaluation, dict)
+                else _describe(evaluation)
+            )
+        )
+    bad = [f"{k!r}: {_describe(v)}" for k, v in evaluation.items() if np.shape(v) != ()]
+    if bad:
+        raise ValueError(
+            "eval_fn must return a dict of scalars containing 'loss', got non-scalar "
+            f"{', '.join(bad)} (reduce them over the validation set, e.g. with .mean())"
+        )
+
+
+def check_data(train: Dataset, val: Dataset, batch_size: int) -> None:
+    """Both sets: arrays with an example axis, x and y of one length; matching feature shapes
+    and label kinds; ``batch_size`` at most the training examples."""
+    for name, data in (("train", train), ("val", val)):
+        for field, a in (("x", data.x), ("y", data.y)):
+            if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+                raise TypeError(f"{name}.{field} must be an array, got {type(a).__name__}")
+            if len(a.shape) == 0:
+                raise ValueError(f"{name}.{field} must have a leading example axis, got a scalar")
+        if data.x.shape[0] != data.y.shape[0]:
+            raise ValueError(
+                f"{name}: x has {data.x.shape[0]} examples but y has {data.y.shape[0]} "
+                f"({_describe_data(data)})"
+            )
+    if train.x.shape[1:] != val.x.shape[1:]:
+        raise ValueError(
+            f"train and val inputs differ in shape: train x {_describe(train.x)}, val x "
+            f"{_describe(val.x)}; every example needs the same shape after the example axis"
+        )
+    kinds = {name: _kind(d.y.dtype) for name, d in (("train", train), ("val", val))}
+    if kinds["train"] != kinds["val"]:
+        raise ValueError(
+            f"train and val labels differ in kind: train y {_describe(train.y)} ("
+            f"{kinds['train']}), val y {_describe(val.y)} ({kinds['val']})"
+        )
+    n = train.x.shape[0]
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size must be between 1 and the {n} training examples, got {batch_size}"
+        )
+
+
+def _kind(dtype: jax.typing.DTypeLike) -> str:
+    for kind, generic in (
+        ("bool", np.bool_),
+        ("integer", np.integer),
+        ("floating", np.floating),
+        ("complex", np.complexfloating),
+    ):
+        if jnp.issubdtype(dtype, generic):
+            return kind
+    return str(np.dtype(dtype))
+
+
+def check_functions(
+    loss_fn: LossFn,
+    eval_fn: EvalFn,
+    state: TrainState,
+    train: Dataset,
+    val: Dataset,
+    batch_size: int,
+) -> None:
+    """Runs ``loss_fn`` (and its gradient) on one batch's shapes and ``eval_fn`` on the
+    validation data's with ``jax.eval_shape``: nothing is computed or compiled, and a function
+    that does not fit the data fails here with a message naming it and its inputs."""
+    # The dtypes as compiled code sees them (float64 is float32 unless x64 is enabled).
+    batch = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(
+            (batch_size, *a.shape[1:]), jax.dtypes.canonicalize_dtype(a.dtype)
+        ),
+        train,
+    )
+    val = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype)), val
+    )
+    params = jax.eval_shape(lambda p: p, state.params)
+    key = jax.eval_shape(step_key, state.key, state.step)
+    summary = _describe_params(params)
+    on = f"a batch of {_describe_data(batch)} and params {summary}"
+    try:
+        out = jax.eval_shape(loss_fn, params, batch, key)
+    except Exception as err:
+        raise _boundary_error(err, f"loss_fn(params, batch, key) failed on {on}") from err
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise TypeError(
+            "loss_fn must return a pair (loss, aux) of a scalar loss and a dict aux, got "
+            f"{_returned(out)} on {on}"
+        )
+    loss, aux = out
+    if np.shape(loss) != ():
+        raise ValueError(
+            f"loss_fn must return a scalar loss, got {_describe(loss)} on {on} (reduce it over "
+            "the batch, e.g. with .mean())"
+        )
+    if not jnp.issubdtype(getattr(loss, "dtype", type(loss)), jnp.floating):
+        raise TypeError(
+            f"loss_fn must return a floating-point loss (it is differentiated), got "
+            f"{_describe(loss)}"
+        )
+    if not isinstance(aux, dict):
+        raise TypeError(
+            f"loss_fn must return a dict aux (return loss, {{}} when there is none), got "
+            f"{_describe(aux)}"
+        )
+    try:
+        jax.eval_shape(jax.value_and_grad(loss_fn, has_aux=True), params, batch, key)
+    except Exception as err:
+        raise _boundary_error(
+            err, f"loss_fn cannot be differentiated with respect to params {summary}"
+        ) from err
+    try:
+        evaluation = jax.eval_shape(eval_fn, params, val)
+    except Exception as err:
+        raise _boundary_error(
+            err, f"eval_fn(params, val) failed on val {_describe_data(val)} and params {summary}"
+        ) from err
+    check_evaluation(evaluation)
