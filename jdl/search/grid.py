@@ -39,6 +39,18 @@ def check_count(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_chunks(name: str, value: Any, chunk_steps: int) -> int:
+    """``value`` (a number of steps, named ``name``) checked to be a positive multiple of
+    ``chunk_steps``: the loops that act between chunks (successive halving's rungs,
+    population-based training's events) need whole chunks."""
+    value = check_count(name, value)
+    if value % chunk_steps:
+        raise ValueError(
+            f"{name} ({value}) must be a multiple of the search's chunk_steps ({chunk_steps})"
+        )
+    return value
+
+
 def log_grid(low: float, high: float, num: int) -> np.ndarray:
     r"""``num`` values evenly spaced on a log scale from ``low`` to ``high``, both included.
 

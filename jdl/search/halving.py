@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jdl.data import Dataset
-from jdl.search.grid import Population, check_count
+from jdl.search.grid import Population, check_chunks, check_count
 from jdl.search.results import SearchResult
 from jdl.search.search import Search, SearchState
 from jdl.search.sharding import to_host
@@ -94,7 +94,7 @@ def successive_halving(
     """
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
         raise ValueError(f"eta must be an int >= 2, got {eta!r}")
-    search.check_chunks("rung_steps", rung_steps)
+    check_chunks("rung_steps", rung_steps, search.chunk_steps)
     num_configs = pop.num_configs
     if rungs is None:
         rungs = max(1, math.ceil(math.log(num_configs) / math.log(eta) - 1e-9))

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jdl.data import Dataset
-from jdl.search.grid import Population
+from jdl.search.grid import Population, check_chunks
 from jdl.search.halving import rank_scores
 from jdl.search.results import SearchResult
 from jdl.search.search import Search
@@ -88,8 +88,8 @@ def population_based_training(
       M. Jaderberg et al., "Population Based Training of Neural Networks", arXiv:1711.09846,
       2017 (truncation selection, perturb by 0.8 or 1.2).
     """
-    search.check_chunks("steps", steps)
-    search.check_chunks("ready_steps", ready_steps)
+    check_chunks("steps", steps, search.chunk_steps)
+    check_chunks("ready_steps", ready_steps, search.chunk_steps)
     if not 0.0 < fraction <= 0.5:
         raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}")
     factors = np.asarray(perturb, np.float64)

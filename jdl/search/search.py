@@ -18,10 +18,8 @@ train step and early stopping; the others never see it.
 
 from __future__ import annotations
 
+import functools
 import math
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +34,7 @@ from tqdm.auto import tqdm
 from jdl.data import Dataset
 from jdl.search.compiled import Programs, signature
 from jdl.search.grid import HParams, Population, check_count
+from jdl.search.interrupt import Interrupt, intact
 from jdl.search.programs import PopulationPrograms, SearchState
 from jdl.search.results import SearchResult, assemble, gather
 from jdl.search.sharding import (
@@ -47,54 +46,12 @@ from jdl.search.sharding import (
     to_host,
 )
 from jdl.train import EarlyStopping, LossFn
+from jdl.train.boundary import check_evaluation
 
 __all__ = ["Search", "SearchState"]
 
 Params = Any
 EvalFn = Callable[[Params, Dataset], dict[str, jax.Array]]
-
-
-class _Interrupt:
-    """Ctrl-C during `Search.run`, taken between chunks.
-
-    A chunk donates the state it advances, so a KeyboardInterrupt raised while one is
-    dispatched can lose the members' state. Inside this context (in the main thread, over
-    Python's default SIGINT handler, restored on exit) a first Ctrl-C after some training
-    (``armed``) only sets ``requested``, and the loop stops once the chunk in flight is done.
-    Before any training, and on a second Ctrl-C, it raises KeyboardInterrupt at once.
-    """
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _Interrupt:
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if not self.armed or self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        # os.write, not print: a handler may run in the middle of a write to sys.stderr.
-        os.write(2, b"\nstopping after the chunk in flight (Ctrl-C again to abort)\n")
-
-
-def _intact(state: SearchState | None) -> bool:
-    """Whether the state's buffers still exist (a chunk donates them)."""
-    if state is None:
-        return False
-    leaves = jax.tree.leaves((state.train, state.last, state.at_best))
-    return not any(isinstance(a, jax.Array) and a.is_deleted() for a in leaves)
 
 
 class Search:
@@ -201,8 +158,6 @@ class Search:
         """The time spent compiling so far."""
         return self._call.compile_seconds
 
-    # ----------------------------------------------------------------- compiled programs
-
     def _shardings(self, shapes: Any) -> Any:
         """Member axis 1 split over the mesh for (S, H', ...) leaves; the rest replicated."""
         return jax.tree.map(
@@ -213,20 +168,6 @@ class Search:
             ),
             shapes,
         )
-
-    # ----------------------------------------------------------------- public steps
-
-    def check_chunks(self, name: str, value: Any) -> int:
-        """``value`` (a number of steps, named ``name``) checked to be a positive multiple of
-        ``chunk_steps``: the loops that act between chunks (successive halving's rungs,
-        population-based training's events) need whole chunks."""
-        value = check_count(name, value)
-        if value % self.chunk_steps:
-            raise ValueError(
-                f"{name} ({value}) must be a multiple of the search's chunk_steps "
-                f"({self.chunk_steps})"
-            )
-        return value
 
     def _validate(self, pop: Population) -> None:
         if not isinstance(pop, Population):
@@ -302,10 +243,7 @@ class Search:
         shapes = self._state_shapes[shapes_key]
         # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
         evaluation = jax.eval_shape(self._eval_fn, self._param_shapes, val)
-        if not isinstance(evaluation, dict) or "loss" not in evaluation:
-            raise ValueError(
-                "eval_fn must return a dict of scalars containing 'loss' (the monitored value)"
-            )
+        check_evaluation(evaluation)
         dtypes = {"train_loss": jnp.dtype(jnp.float32)}
         dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})
         last = {
@@ -370,12 +308,7 @@ class Search:
         return state._replace(train=new, clock=clock, last=last, at_best=at_best), metrics
 
     def _advance_fn(self, num_steps: int | None) -> Callable:
-        def fn(hp, state, clock, last, at_best, train, val):
-            return self._programs.advance(
-                hp, state, clock, last, at_best, train, val, num_steps=num_steps
-            )
-
-        return fn
+        return functools.partial(self._programs.advance, num_steps=num_steps)
 
     def evaluate(self, params: Params, data: Dataset) -> dict[str, jax.Array]:
         """``eval_fn`` of every member's parameters (leaves (S, H', ...)), shape (S, H')."""
@@ -500,7 +433,7 @@ class Search:
         pieces, best_loss, interrupted = [], np.inf, False
         with (
             tqdm(total=len(slices) * steps, disable=not progress, unit="step") as bar,
-            _Interrupt() as interrupt,
+            Interrupt() as interrupt,
         ):
             for lo in slices:
                 sub = Population({k: v[lo : lo + part] for k, v in pop.hparams.items()}, pop.seeds)
@@ -530,7 +463,7 @@ class Search:
                 except KeyboardInterrupt:
                     # Raised in the loop (no handler of ours, or by a function it calls): keep
                     # this slice if it ran a chunk and its state survived, else the ones before.
-                    usable = bool(history) and _intact(state)
+                    usable = bool(history) and intact(state)
                     if interrupt.requested or not (usable or pieces):
                         raise
                     interrupted = True
