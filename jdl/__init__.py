@@ -7,9 +7,10 @@ Subpackages, one course concept each:
 - ``jdl.search``: many training runs (hyper-parameters x seeds) as one compiled program.
 - ``jdl.models``: Flax NNX modules (MLP, autoencoders) and their functional boundary.
 - ``jdl.data``, ``jdl.losses``, ``jdl.regularizers``, ``jdl.augment``: the pieces of a loss.
+- ``jdl.hyperparams``: the construction-time checks of hyper-parameters' concrete values.
 """
 
-from jdl import augment, data, losses, models, optim, regularizers, search, train
+from jdl import augment, data, hyperparams, losses, models, optim, regularizers, search, train
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "__version__",
     "augment",
     "data",
+    "hyperparams",
     "losses",
     "models",
     "optim",

@@ -13,7 +13,17 @@ MODULES = [f"jdl.{name}" for name in jdl.__all__ if name != "__version__"]
 def test_top_level_lists_every_subpackage():
     assert sorted(MODULES) == sorted(
         f"jdl.{n}"
-        for n in ("augment", "data", "losses", "models", "optim", "regularizers", "search", "train")
+        for n in (
+            "augment",
+            "data",
+            "hyperparams",
+            "losses",
+            "models",
+            "optim",
+            "regularizers",
+            "search",
+            "train",
+        )
     )
     assert isinstance(jdl.__version__, str)
 

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
+from jdl.hyperparams import check_interval
 from jdl.optim.conventions import cast_back, initial_count, wide, zeros
-from jdl.optim.validation import check_interval
 
 
 class AdagradState(NamedTuple):

@@ -23,6 +23,7 @@ import jax
 import optax
 from jax.typing import ArrayLike
 
+from jdl.hyperparams import check_interval, check_learning_rate
 from jdl.optim.adagrad_family import scale_by_adadelta, scale_by_adagrad
 from jdl.optim.adam_family import (
     scale_by_adam,
@@ -32,7 +33,6 @@ from jdl.optim.adam_family import (
     scale_by_qhadam,
 )
 from jdl.optim.momentum_family import scale_by_aggmo, scale_by_momentum, scale_by_qhm
-from jdl.optim.validation import check_interval, check_learning_rate
 
 LearningRate = ArrayLike | optax.Schedule
 P = ParamSpec("P")

@@ -12,7 +12,7 @@ Each ``scale_by_*`` (:mod:`jdl.optim.momentum_family`, :mod:`jdl.optim.adagrad_f
   exactly 1 (optax issue #1414). Stored in bfloat16, a moving average still only resolves
   relative changes above about 2**-8; keep float32 parameters where that matters.
 * Hyper-parameters may be Python floats or JAX arrays (traced under ``vmap``). Concrete values
-  are checked at construction (:mod:`jdl.optim.validation`); traced ones are used as they are.
+  are checked at construction (:mod:`jdl.hyperparams`); traced ones are used as they are.
 
 Where optax 0.2.8 differs from the PyTorch reference (Adagrad's eps and initial value, AMSGrad's
 maximum, NAdam's momentum schedule) or lacks the method (QHM, QHAdam, AggMo), the block follows

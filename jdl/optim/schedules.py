@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from jdl.optim.validation import check_interval
+from jdl.hyperparams import check_interval
 
 
 def time_constant_decay(init_value: ArrayLike, tau: ArrayLike) -> optax.Schedule:

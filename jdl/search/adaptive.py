@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jdl.data import Dataset
-from jdl.search.grid import check_count
+from jdl.hyperparams import check_count
 from jdl.train import EarlyStopping, LossFn, TrainState, make_chunk, train_step
 
 __all__ = ["AdaptiveHistory", "make_adaptive"]

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jdl.hyperparams import check_count
+
 __all__ = [
     "HParams",
     "Population",
@@ -29,14 +31,6 @@ __all__ = [
 
 HParams = dict[str, jax.Array]
 """Hyper-parameters by name; scalars inside one member, arrays over the population."""
-
-
-def check_count(name: str, value: Any) -> int:
-    """``value`` as an int, checked >= 1 (a count or a number of steps); ValueError naming
-    ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def check_chunks(name: str, value: Any, chunk_steps: int) -> int:

@@ -18,7 +18,8 @@ from typing import NamedTuple
 import numpy as np
 
 from jdl.data import Dataset
-from jdl.search.grid import Population, check_chunks, check_count
+from jdl.hyperparams import check_count
+from jdl.search.grid import Population, check_chunks
 from jdl.search.results import SearchResult
 from jdl.search.search import Search, SearchState
 from jdl.search.sharding import to_host

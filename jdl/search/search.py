@@ -32,8 +32,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jdl.data import Dataset
+from jdl.hyperparams import check_count
 from jdl.search.compiled import Programs, signature
-from jdl.search.grid import HParams, Population, check_count
+from jdl.search.grid import HParams, Population
 from jdl.search.interrupt import Interrupt, intact
 from jdl.search.programs import PopulationPrograms, SearchState
 from jdl.search.results import SearchResult, assemble, gather

@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
+
+from jdl.hyperparams import check_interval
 
 Params = Any
 
@@ -48,32 +49,6 @@ class EarlyStopping(NamedTuple):
 
     init: Callable[[Params], EarlyStoppingState]
     update: Callable[[EarlyStoppingState, ArrayLike, ArrayLike, Params], EarlyStoppingState]
-
-
-def _check_number(
-    name: str,
-    value: Any,
-    *,
-    low: float,
-    high: float = math.inf,
-    low_open: bool = False,
-    allow_none: bool = False,
-) -> None:
-    """Validates a concrete Python number; arrays (possibly traced) pass through."""
-    if value is None:
-        if allow_none:
-            return
-        raise TypeError(f"{name} must be a number, got None")
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got a bool")
-    if isinstance(value, int | float):
-        too_low = value <= low if low_open else value < low
-        if math.isnan(value) or too_low or value >= high:
-            bracket = "(" if low_open else "["
-            raise ValueError(f"{name} must be in {bracket}{low}, {high}), got {value}")
-        return
-    if not isinstance(value, jax.Array | np.ndarray | np.number):
-        raise TypeError(f"{name} must be a number or an array, got {type(value).__name__}")
 
 
 def early_stopping(
@@ -147,12 +122,16 @@ def early_stopping(
     """
     if mode not in ("min", "max"):
         raise ValueError(f'mode must be "min" or "max", got {mode!r}')
-    _check_number("patience", patience, low=0.0, low_open=True)
-    _check_number("min_delta", min_delta, low=0.0, high=1.0 if relative else math.inf)
-    _check_number("patience_increase", patience_increase, low=1.0, low_open=True, allow_none=True)
-    _check_number("start_step", start_step, low=0.0)
-    _check_number("baseline", baseline, low=-math.inf, allow_none=True)
-    _check_number("divergence_threshold", divergence_threshold, low=-math.inf, allow_none=True)
+    check_interval("patience", patience, 0.0, low_open=True)
+    check_interval("min_delta", min_delta, 0.0, 1.0 if relative else math.inf)
+    check_interval("start_step", start_step, 0.0)
+    for name, value, low in (
+        ("patience_increase", patience_increase, 1.0),
+        ("baseline", baseline, -math.inf),
+        ("divergence_threshold", divergence_threshold, -math.inf),
+    ):
+        if value is not None:
+            check_interval(name, value, low, low_open=name == "patience_increase")
     # Work in "min" form internally: a "max" metric m is compared as -m.
     sign = 1.0 if mode == "min" else -1.0
 

@@ -9,11 +9,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from tqdm.auto import tqdm
 
 from jdl.data import Dataset, minibatch
+from jdl.hyperparams import check_count
 from jdl.train.boundary import check_data, check_evaluation, check_functions
 from jdl.train.checkpoint import Checkpoints
 from jdl.train.early_stopping import EarlyStopping, early_stopping
@@ -165,11 +165,6 @@ class FitResult(NamedTuple):
     history: dict[str, list[float]]
 
 
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def fit(
     loss_fn: LossFn,
     params: Params,
@@ -244,9 +239,9 @@ def fit(
       jax.example_libraries-style compiled epochs; Keras ``fit`` with ``EarlyStopping`` and
       ``restore_best_weights``; orbax-checkpoint for the checkpoints.
     """
-    _positive_int("num_steps", num_steps)
-    _positive_int("eval_every", eval_every)
-    _positive_int("checkpoint_every", checkpoint_every)
+    check_count("num_steps", num_steps)
+    check_count("eval_every", eval_every)
+    check_count("checkpoint_every", checkpoint_every)
     for name, data in (("train", train), ("val", val)):
         if not isinstance(data, Dataset):
             raise TypeError(f"{name} must be a jdl.data.Dataset, got {type(data).__name__}")

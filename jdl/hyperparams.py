@@ -1,8 +1,10 @@
-"""Construction-time checks of optimizer hyper-parameters.
+"""Hyper-parameters are data: construction-time checks of their concrete values.
 
-Concrete values (Python numbers, NumPy or concrete JAX arrays) are checked against their allowed
-interval and rejected with a ``ValueError`` naming the argument and the interval. Traced values
-(inside ``jit``/``vmap``/``grad``) are not checked and never branched on, so a factory such as
+Every numeric hyper-parameter of jdl (a learning rate, a momentum, a patience, a penalty's
+weight) may be a Python number, a NumPy array or a JAX array. Concrete values (Python numbers,
+NumPy or concrete JAX arrays) are checked against their allowed interval and rejected with a
+``ValueError`` naming the argument and the interval. Traced values (inside ``jit``/``vmap``/
+``grad``) are not checked and never branched on, so a factory such as
 ``lambda hp: jdl.optim.adam(hp["learning_rate"])`` can be vmapped.
 """
 
@@ -11,6 +13,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+__all__ = ["check_count", "check_interval", "check_learning_rate"]
 
 
 def check_interval(
@@ -57,6 +61,18 @@ def check_interval(
     if not np.all(above & below):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def check_count(name: str, value: Any) -> int:
+    """``value`` as an int, checked >= 1 (a count or a number of steps): counts fix shapes and
+    loop lengths, so they are Python ints, never traced.
+
+    Raises:
+      ValueError: ``value`` is not an int (a bool is not) or is below 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def check_learning_rate(learning_rate: Any) -> None:
