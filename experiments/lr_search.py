@@ -46,21 +46,7 @@ from jdl.search.report import (
 from jdl.train import early_stopping
 
 PROG = "python -m experiments.lr_search"
-OPTIMIZERS = (
-    "adadelta",
-    "adagrad",
-    "adam",
-    "adamax",
-    "adamw",
-    "aggmo",
-    "amsgrad",
-    "momentum",
-    "nadam",
-    "nesterov",
-    "qhadam",
-    "qhm",
-    "sgd",
-)
+OPTIMIZERS = tuple(sorted(jdl.optim.OPTIMIZERS))
 NUM_CLASSES = 10
 MEMBER_KEYS = (
     "learning_rate",
@@ -174,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
     init_fn, loss_fn, eval_fn = mlp_classifier(features)
 
-    make_tx = getattr(jdl.optim, cfg.optimizer)
+    make_tx = jdl.optim.OPTIMIZERS[cfg.optimizer]
     chunk_steps = max(1, cfg.steps // 20)
     search = Search(
         init_fn,

@@ -41,21 +41,7 @@ from experiments.cli import Parser
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-OPTIMIZERS = (
-    "sgd",
-    "momentum",
-    "nesterov",
-    "adagrad",
-    "adadelta",
-    "adam",
-    "adamax",
-    "nadam",
-    "amsgrad",
-    "adamw",
-    "qhm",
-    "qhadam",
-    "aggmo",
-)
+OPTIMIZERS = tuple(jdl.optim.OPTIMIZERS)
 RAVINE_CURVATURE = (1.0, 25.0)  # Hessian eigenvalues: condition number 25, L = 25
 
 

@@ -25,6 +25,7 @@ from jdl.optim.adam_family import (
     scale_by_qhadam,
 )
 from jdl.optim.aliases import (
+    OPTIMIZERS,
     adadelta,
     adagrad,
     adam,
@@ -50,6 +51,7 @@ from jdl.optim.momentum_family import (
 from jdl.optim.schedules import time_constant_decay
 
 __all__ = [
+    "OPTIMIZERS",
     "AdadeltaState",
     "AdagradState",
     "AdamState",

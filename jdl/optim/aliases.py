@@ -318,3 +318,24 @@ def aggmo(
       Lucas, Sun, Zemel, Grosse, ICLR 2019. Matches ``torch_optimizer.AggMo`` for distinct betas.
     """
     return _with_learning_rate(learning_rate, scale_by_aggmo, betas)
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    f.__name__: f
+    for f in (
+        sgd,
+        momentum,
+        nesterov,
+        adagrad,
+        adadelta,
+        adam,
+        adamax,
+        nadam,
+        amsgrad,
+        adamw,
+        qhm,
+        qhadam,
+        aggmo,
+    )
+}
+"""Every optimizer by name, in the order of the course: ``OPTIMIZERS["adam"](1e-3)``."""

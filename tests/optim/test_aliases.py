@@ -169,3 +169,5 @@ def test_public_names():
     assert sorted(aliases) == sorted(
         n for n in jdl.optim.__all__ if n.islower() and not n.startswith(("scale_by", "time_"))
     )
+    assert sorted(jdl.optim.OPTIMIZERS) == sorted(aliases)
+    assert all(jdl.optim.OPTIMIZERS[n] is getattr(jdl.optim, n) for n in aliases)
