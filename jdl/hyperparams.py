@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["check_count", "check_interval", "check_learning_rate"]
+__all__ = ["check_coefficient", "check_count", "check_interval", "check_learning_rate"]
 
 
 def check_interval(
@@ -80,3 +80,23 @@ def check_learning_rate(learning_rate: Any) -> None:
     if callable(learning_rate):
         return
     check_interval("learning_rate", learning_rate, 0.0)
+
+
+def check_coefficient(name: str, value: Any) -> None:
+    """Check a penalty's weight (lambda in L + lambda R): a finite scalar >= 0 when concrete.
+
+    An array of coefficients is searched over with ``vmap``, which hands each member a scalar,
+    so a concrete array here is a mistake; a traced value is accepted as it is.
+
+    Raises:
+      ValueError: a concrete ``value`` that is not a scalar, not a number, not finite, or < 0.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    if arr.ndim != 0:
+        raise ValueError(
+            f"{name} must be a scalar (vmap over an array of coefficients), got shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr) or arr < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

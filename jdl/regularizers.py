@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdl.hyperparams import check_coefficient
+
 Params = Any
 Mask = (
     Any  # a pytree of bools (a prefix of the params' structure), a callable params -> mask, or None
@@ -42,19 +44,6 @@ __all__ = [
     "sigmoid_contractive_penalty",
     "weight_jacobian_penalty",
 ]
-
-
-def _check_coefficient(name: str, value: jax.typing.ArrayLike) -> None:
-    """Raises ValueError for a concrete coefficient that is not a finite scalar >= 0."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    arr = np.asarray(value)
-    if arr.ndim != 0:
-        raise ValueError(
-            f"{name} must be a scalar (vmap over an array of coefficients), got shape {arr.shape}"
-        )
-    if not np.isfinite(arr) or arr < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _check_batch(name: str, x: jax.Array) -> None:
@@ -126,7 +115,7 @@ def l2_penalty(
 
     Reference: Goodfellow et al., *Deep Learning*, sec. 7.1.1.
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     leaves = _selected_leaves(params, params, mask)
     total = sum((jnp.sum(jnp.square(p)) for p in leaves), start=jnp.zeros(()))
     return 0.5 * coefficient * total
@@ -150,7 +139,7 @@ def l1_penalty(
     Reference: Tibshirani, *Regression shrinkage and selection via the lasso*, 1996;
     Goodfellow et al., *Deep Learning*, sec. 7.1.2.
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     leaves = _selected_leaves(params, params, mask)
     total = sum((jnp.sum(jnp.abs(p)) for p in leaves), start=jnp.zeros(()))
     return coefficient * total
@@ -168,7 +157,7 @@ def activation_l1(h: jax.typing.ArrayLike, coefficient: jax.typing.ArrayLike = 1
 
     Reference: Goodfellow et al., *Deep Learning*, sec. 7.10 (representational sparsity).
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     h = jnp.asarray(h)
     _check_batch("h", h)
     per_example = jnp.sum(jnp.abs(h).reshape(h.shape[0], -1), axis=1)
@@ -197,7 +186,7 @@ def kl_sparsity(
 
     Reference: Ng, *Sparse autoencoder*, CS294A lecture notes, 2011.
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     if not isinstance(rho, jax.core.Tracer):
         r = np.asarray(rho)
         if r.ndim != 0 or not 0.0 < float(r) < 1.0:
@@ -224,7 +213,7 @@ def output_penalty(y: jax.typing.ArrayLike, coefficient: jax.typing.ArrayLike = 
 
     Reference: Goodfellow et al., *Deep Learning*, ch. 7 (penalties on the output).
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     y = jnp.asarray(y)
     _check_batch("y", y)
     return coefficient * jnp.mean(jnp.sum(jnp.square(y).reshape(y.shape[0], -1), axis=1))
@@ -256,7 +245,7 @@ def jacobian_penalty(
 
     Reference: Rifai et al., *Contractive auto-encoders*, ICML 2011, eq. 2.
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     x = jnp.asarray(x)
     _check_batch("x", x)
     single = _per_example(fn)
@@ -302,7 +291,7 @@ def jacobian_penalty_estimate(
 
     Reference: Hutchinson 1989; Rifai et al., *Higher order contractive auto-encoder*, 2011.
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     if not isinstance(num_probes, int | np.integer) or num_probes < 1:
         raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
     if mode not in ("jvp", "vjp"):
@@ -346,7 +335,7 @@ def sigmoid_contractive_penalty(
 
     Reference: Rifai et al., *Contractive auto-encoders*, ICML 2011, eq. 5.
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     h, kernel = jnp.asarray(h), jnp.asarray(kernel)
     if h.ndim != 2 or kernel.ndim != 2 or h.shape[1] != kernel.shape[1]:
         raise ValueError(
@@ -384,7 +373,7 @@ def weight_jacobian_penalty(
     Reference: Goodfellow et al., *Deep Learning*, sec. 7.5 (noise injection on the weights);
     Bishop, *Training with noise is equivalent to Tikhonov regularization*, 1995.
     """
-    _check_coefficient("coefficient", coefficient)
+    check_coefficient("coefficient", coefficient)
     x = jnp.asarray(x)
     _check_batch("x", x)
     per_example = jax.jacrev(lambda p, xi: fn(p, xi[None])[0])

@@ -23,6 +23,7 @@ from flax import nnx
 
 from jdl import regularizers
 from jdl.data import Dataset
+from jdl.hyperparams import check_coefficient
 from jdl.losses import binary_cross_entropy_with_logits, mse
 from jdl.models.autoencoder import Autoencoder
 
@@ -47,14 +48,6 @@ __all__ = [
 def _is_zero(value: jax.typing.ArrayLike) -> bool:
     """True for a concrete coefficient equal to 0 (its term is left out); never for a tracer."""
     return not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and value == 0
-
-
-def _check_coefficient(name: str, value: jax.typing.ArrayLike) -> None:
-    if isinstance(value, jax.core.Tracer):
-        return
-    arr = np.asarray(value)
-    if arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr) or arr < 0:
-        raise ValueError(f"{name} must be a finite scalar >= 0, got {value!r}")
 
 
 def _check_model(model: object) -> None:
@@ -140,7 +133,7 @@ def autoencoder_loss(
         ("contraction", contraction),
         ("weight_decay", weight_decay),
     ):
-        _check_coefficient(name, value)
+        check_coefficient(name, value)
     if corruption is not None and not callable(corruption):
         raise TypeError(
             f"corruption must be callable (key, x) -> x_tilde or None, got {corruption!r}"
