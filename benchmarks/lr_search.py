@@ -1,16 +1,16 @@
 """Learning-rate search throughput: jdl.search against the loops users write by hand.
 
-    python -m benchmarks.lr_search [--members 32] [--steps 500] [--chunk-steps 100]
+    python -m benchmarks.lr_search [--members 32] [--steps 500] [--eval-every 100]
         [--torch-python PATH] [--torch-steps 100] [--repeats 3] [--out FILE]
 
 N Adam members (learning rates on a log grid) of an MLP 64-128-128-10 on digits, batch 128:
 
 1. jdl: ``jdl.search.Search`` (one ``jit(vmap(...))`` over the members, evaluation and early
-   stopping every ``--chunk-steps`` steps), the members sharded over the devices, which on a
+   stopping every ``--eval-every`` steps), the members sharded over the devices, which on a
    CPU host are its cores (`jdl.search.use_cpu_cores`); 1b: the same on one device;
 2. the N runs one after another as most users write them: ``optax.adam(lr)`` built per run, a
    jitted step called from Python on host-drawn batches (every learning rate recompiles), the
-   validation loss every ``--chunk-steps`` steps;
+   validation loss every ``--eval-every`` steps;
 3. the same, one compiled step reused (the learning rate is an argument);
 4. a hand-written optax ``inject_hyperparams`` + ``vmap`` + ``lax.scan`` program, one call for
    all steps, one batch per step shared by the members;
@@ -96,7 +96,7 @@ def setup() -> tuple[Any, Any, Dataset, Dataset]:
 
 
 def run_jdl(
-    lrs: np.ndarray, steps: int, chunk_steps: int, devices: int | None
+    lrs: np.ndarray, steps: int, eval_every: int, devices: int | None
 ) -> tuple[dict[str, float], Callable[[], float]]:
     """Variant 1: the whole population through jdl.search, sharded over ``devices``.
 
@@ -116,7 +116,7 @@ def run_jdl(
         loss_fn=loss_fn,
         eval_fn=eval_fn,
         batch_size=BATCH,
-        chunk_steps=chunk_steps,
+        eval_every=eval_every,
         early_stopping=early_stopping(10 * steps),  # no member stops: the same work as others
         devices=devices,
     )
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.lr_search", description=__doc__)
     p.add_argument("--members", type=int, default=32)
     p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--chunk-steps", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=100)
     p.add_argument(
         "--torch-python",
         default=_default_torch_python(),
@@ -378,18 +378,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--repeats", type=int, default=3, help="timed runs of 1, 1b and 4 (best)")
     p.add_argument("--out", default=None, help="also write the figures as JSON")
     a = p.parse_args(argv)
-    if min(a.members, a.steps, a.chunk_steps, a.torch_steps, a.repeats) < 1:
-        p.error("--members, --steps, --chunk-steps, --torch-steps, --repeats must be positive")
+    if min(a.members, a.steps, a.eval_every, a.torch_steps, a.repeats) < 1:
+        p.error("--members, --steps, --eval-every, --torch-steps, --repeats must be positive")
     lrs = log_grid(1e-4, 1e-1, a.members)
     peak = matmul_peak()
-    jdl_all, rerun_all = run_jdl(lrs, a.steps, a.chunk_steps, None)
-    jdl_one, rerun_one = run_jdl(lrs, a.steps, a.chunk_steps, 1)
+    jdl_all, rerun_all = run_jdl(lrs, a.steps, a.eval_every, None)
+    jdl_one, rerun_one = run_jdl(lrs, a.steps, a.eval_every, 1)
     hand, rerun_hand = run_handwritten(lrs, a.steps)
     results: dict[str, Any] = {
         f"1 jdl.search, {int(jdl_all['devices'])} devices": jdl_all,
         "1b jdl.search, 1 device": jdl_one,
-        "2 sequential, recompiled": run_sequential(lrs, a.steps, a.chunk_steps, reuse=False),
-        "3 sequential, one compile": run_sequential(lrs, a.steps, a.chunk_steps, reuse=True),
+        "2 sequential, recompiled": run_sequential(lrs, a.steps, a.eval_every, reuse=False),
+        "3 sequential, one compile": run_sequential(lrs, a.steps, a.eval_every, reuse=True),
         "4 hand-written vmap+scan": hand,
     }
     # The compiled runs again, interleaved, keeping the best of each: other processes on a

@@ -1,4 +1,4 @@
-"""jdl.train.fit against the training loop a Flax user writes by hand.
+"""jdl.run.fit against the training loop a Flax user writes by hand.
 
     python -m benchmarks.train_loop [--steps 2000] [--batch-size 128] [--eval-every 100]
         [--repeats 3]
@@ -6,7 +6,7 @@
 The same MLP 64-128-128-10 on the digits, the same Adam, batch size, number of steps and
 evaluations on the validation set, run three ways in one process:
 
-1. ``jdl.train.fit``: chunks of ``eval_every`` steps in one ``lax.scan`` each, compiled once,
+1. ``jdl.run.fit``: chunks of ``eval_every`` steps in one ``lax.scan`` each, compiled once,
    state buffers donated;
 2. Flax NNX as its documentation writes it: ``nnx.Optimizer`` and an ``@nnx.jit`` step called
    from Python for every batch;
@@ -36,7 +36,8 @@ from flax import nnx
 from jdl.data import Dataset, digits
 from jdl.losses import accuracy, softmax_cross_entropy
 from jdl.models import MLP, functional
-from jdl.train import classification, fit
+from jdl.run import fit
+from jdl.train import classification
 
 FEATURES = (64, 128, 128, 10)
 LEARNING_RATE = 1e-3
@@ -55,7 +56,7 @@ def run_jdl(splits: Any, steps: int, batch_size: int, eval_every: int) -> tuple[
         splits.train,
         splits.val,
         eval_fn=eval_fn,
-        num_steps=steps,
+        steps=steps,
         batch_size=batch_size,
         eval_every=eval_every,
         progress=False,
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.error("--steps, --batch-size, --eval-every and --repeats must be positive")
     splits = digits()
     loops = {
-        "jdl.train.fit": run_jdl,
+        "jdl.run.fit": run_jdl,
         "flax nnx.jit loop": run_nnx,
         "optax jax.jit loop": run_functional,
     }
@@ -208,8 +209,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'loop':<22}{'compile s':>11}{'run s':>9}{'steps/s':>10}")
     for name, (c, r) in times.items():
         print(f"{name:<22}{c:>11.3f}{r:>9.3f}{a.steps / r:>10.0f}")
-    jdl_run = times["jdl.train.fit"][1]
-    ratios = {name: jdl_run / r for name, (_, r) in times.items() if name != "jdl.train.fit"}
+    jdl_run = times["jdl.run.fit"][1]
+    ratios = {name: jdl_run / r for name, (_, r) in times.items() if name != "jdl.run.fit"}
     for name, ratio in ratios.items():
         print(f"run-time ratio jdl / {name}: {ratio:.3f}")
     return {"times": times, "ratios": ratios}

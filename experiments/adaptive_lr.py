@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loss_fn=loss_fn,
         eval_fn=eval_fn,
         batch_size=cfg.batch_size,
-        chunk_steps=chunk,
+        eval_every=chunk,
         early_stopping=es,
     )
     grid = log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)

@@ -4,7 +4,7 @@
         [--learning-rate 0.01] [--patience 2000] [--eval-every 100]
         [--variants ae,deep,...] [--out runs/autoencoders]
 
-Trains each variant with `jdl.train.fit` (Adam, early stopping on the validation
+Trains each variant with `jdl.run.fit` (Adam, early stopping on the validation
 reconstruction error) for several seeds and writes into ``--out``:
 
 - ``results.json``: per variant, the test reconstruction MSE per pixel on clean input and on
@@ -55,7 +55,8 @@ from jdl.models.autoencoder_losses import (
     sparse_loss,
 )
 from jdl.optim import adam
-from jdl.train import early_stopping, fit
+from jdl.run import fit
+from jdl.train import early_stopping
 
 NUM_CLASSES = 10
 CODE_SIZE = 16  # the PCA baseline's number of components, the undercomplete codes' size
@@ -242,7 +243,7 @@ def _train_variant(
         splits.train,
         splits.val,
         eval_fn=eval_fn,
-        num_steps=cfg.steps,
+        steps=cfg.steps,
         batch_size=cfg.batch_size,
         eval_every=cfg.eval_every,
         early_stopping=early_stopping(cfg.patience),

@@ -1,7 +1,7 @@
 """Under- and overfitting: MLPs of increasing width on a small digits subset.
 
     python -m experiments.capacity [--train-size 200] [--steps 1500] [--batch-size 50]
-        [--learning-rate 1e-2] [--chunk-steps 50] [--seeds 5] [--widths 2,8,32,128,512]
+        [--learning-rate 1e-2] [--eval-every 50] [--seeds 5] [--widths 2,8,32,128,512]
         [--data-seed 0] [--out DIR]
 
 MLPs 64-w-10 of increasing width w trained with Adam for ``--steps`` on a stratified subset of
@@ -54,7 +54,7 @@ class Config:
     steps: int = 1500
     batch_size: int = 50
     learning_rate: float = 1e-2
-    chunk_steps: int = 50
+    eval_every: int = 50
     seeds: int = 5
     widths: tuple[int, ...] = (2, 8, 32, 128, 512)
     data_seed: int = 0
@@ -63,7 +63,7 @@ class Config:
 
 def add_arguments(p: Parser, d: Config) -> None:
     """The flags of `Config`'s fields, with ``d``'s defaults."""
-    for name in ("train_size", "steps", "batch_size", "chunk_steps", "seeds", "data_seed"):
+    for name in ("train_size", "steps", "batch_size", "eval_every", "seeds", "data_seed"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
     p.add_argument("--widths", type=hidden_sizes, default=d.widths, help="e.g. 2,8,32")
@@ -72,7 +72,7 @@ def add_arguments(p: Parser, d: Config) -> None:
 
 def check_arguments(p: Parser, a: Any) -> None:
     """Exits with status 2 and one line on a bad value of a `Config` field."""
-    p.require_positive_ints(a, "train_size", "steps", "batch_size", "chunk_steps", "seeds")
+    p.require_positive_ints(a, "train_size", "steps", "batch_size", "eval_every", "seeds")
     p.require_positive_numbers(a, "learning_rate")
     if a.seeds < 2:
         p.error("--seeds must be >= 2 (the spread over seeds is reported)")
@@ -138,9 +138,9 @@ def train(
         make_loss_fn=make_loss_fn or (lambda hp: loss_fn),
         eval_fn=eval_fn,
         batch_size=cfg.batch_size,
-        chunk_steps=cfg.chunk_steps,
+        eval_every=cfg.eval_every,
         # patience longer than the run: never stops, keeps the best parameters
-        early_stopping=early_stopping(cfg.steps + cfg.chunk_steps),
+        early_stopping=early_stopping(cfg.steps + cfg.eval_every),
     )
     train_set, val, _ = splits
     result = search.run(population(hparams, seeds=cfg.seeds), train_set, val, steps=cfg.steps)

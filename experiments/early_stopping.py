@@ -7,7 +7,7 @@ stop, and what restoring the best model buys.
         [--no-progress] [--out DIR]
 
 Trains an MLP with Adam on a small stratified subset of the digits (``--train-size``; 0 uses
-the whole training split) with `jdl.train.fit` for ``--steps`` (long enough to overfit),
+the whole training split) with `jdl.run.fit` for ``--steps`` (long enough to overfit),
 keeping the parameters after every evaluation. Two rules are then fed the recorded validation
 losses through their own ``update``: Keras-style patience (deadline t* + p) and Bengio's
 multiplicative patience increase (deadline max(T, t* k), improvements relative to
@@ -119,7 +119,7 @@ def _train(
         train,
         val,
         eval_fn=eval_fn,
-        num_steps=cfg.steps,
+        steps=cfg.steps,
         batch_size=cfg.batch_size,
         eval_every=cfg.eval_every,
         key=cfg.seed,

@@ -161,14 +161,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     init_fn, loss_fn, eval_fn = mlp_classifier(features)
 
     make_tx = jdl.optim.OPTIMIZERS[cfg.optimizer]
-    chunk_steps = max(1, cfg.steps // 20)
+    eval_every = max(1, cfg.steps // 20)
     search = Search(
         init_fn,
         lambda hp: make_tx(hp["learning_rate"]),
         loss_fn=loss_fn,
         eval_fn=eval_fn,
         batch_size=cfg.batch_size,
-        chunk_steps=chunk_steps,
+        eval_every=eval_every,
         # Twice the loss of a uniform guess, ln(10): worse than knowing nothing means diverged.
         early_stopping=early_stopping(
             cfg.patience, divergence_threshold=2.0 * math.log(NUM_CLASSES)

@@ -9,7 +9,8 @@ import jax
 from flax import nnx
 
 from jdl.models import MLP, functional
-from jdl.train import LossFn, classification
+from jdl.train import classification
+from jdl.types import LossFn
 
 
 def mlp_classifier(

@@ -1,7 +1,7 @@
 """Under- and overfitting on a small digits subset, and the regularizers that fight overfitting.
 
     python -m experiments.regularization [--train-size 200] [--hidden 256] [--steps 1500]
-        [--batch-size 50] [--learning-rate 1e-2] [--chunk-steps 50] [--seeds 5]
+        [--batch-size 50] [--learning-rate 1e-2] [--eval-every 50] [--seeds 5]
         [--widths 2,8,32,128,512] [--l2 1e-4,1e-3,1e-2] [--l1 1e-5,1e-4,1e-3]
         [--dropout 0.25,0.5] [--sigma 0.1,0.2,0.4] [--worst-sigma 0.1,0.2,0.4] [--k 4]
         [--jacobian 1e-4,1e-3,1e-2] [--methods none,l2,l1,dropout,gaussian_noise,...]

@@ -8,7 +8,7 @@
 
 For each seed: greedy layer-wise pre-training of a stack of denoising autoencoders on the
 training images (no labels; each layer on the clean codes of the one below, with its own
-corruption level), each stage through `jdl.train.fit`; then, for each fraction of labelled
+corruption level), each stage through `jdl.run.fit`; then, for each fraction of labelled
 training examples (10% and all by default; the validation set is cut to the same fraction, so
 that "few labels" means few labels everywhere), the decoders are dropped, a softmax layer is
 added and the whole network is fine-tuned with early stopping on the validation loss, next to
@@ -43,7 +43,8 @@ import matplotlib.pyplot as plt
 from experiments.cli import Parser, hidden_sizes, numbers
 from jdl.data import digits, stratified_subset
 from jdl.losses import accuracy
-from jdl.models import fine_tune, pretrain_layerwise, stacked_classifier
+from jdl.models import stacked_classifier
+from jdl.run import fine_tune, pretrain_layerwise
 from jdl.models.stacked import NOISES
 from jdl.optim import adam
 
@@ -140,10 +141,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cfg.hidden,
             noise_levels=cfg.noise_levels,
             noise=cfg.noise,
-            tx=adam(cfg.learning_rate),
+            optimizer=adam(cfg.learning_rate),
             key=jax.random.fold_in(key, 0),
             batch_size=cfg.batch_size,
-            num_steps=cfg.pretrain_steps,
+            steps=cfg.pretrain_steps,
             eval_every=cfg.eval_every,
             patience=cfg.patience,
         )
@@ -171,10 +172,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     params,
                     train,
                     val,
-                    tx=adam(cfg.finetune_learning_rate),
+                    optimizer=adam(cfg.finetune_learning_rate),
                     key=jax.random.fold_in(key, 2),
                     batch_size=batch_size,
-                    num_steps=cfg.finetune_steps,
+                    steps=cfg.finetune_steps,
                     eval_every=cfg.eval_every,
                     patience=cfg.patience,
                 )

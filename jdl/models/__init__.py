@@ -10,26 +10,18 @@ from jdl.models.autoencoder_losses import (
 )
 from jdl.models.functional import from_linen, functional
 from jdl.models.mlp import MLP
-from jdl.models.stacked import (
-    LayerwisePretraining,
-    fine_tune,
-    pretrain_layerwise,
-    stacked_classifier,
-)
+from jdl.models.stacked import stacked_classifier
 from jdl.models.tied import TiedDense
 
 __all__ = [
     "MLP",
     "Autoencoder",
-    "LayerwisePretraining",
     "TiedDense",
     "autoencoder_loss",
     "contractive_loss",
     "denoising_loss",
-    "fine_tune",
     "from_linen",
     "functional",
-    "pretrain_layerwise",
     "reconstruction_metrics",
     "sparse_loss",
     "stacked_classifier",

@@ -14,10 +14,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
 from jdl.hyperparams import check_count
+from jdl.types import HParams
 
 __all__ = [
     "HParams",
@@ -29,18 +29,15 @@ __all__ = [
     "zipped",
 ]
 
-HParams = dict[str, jax.Array]
-"""Hyper-parameters by name; scalars inside one member, arrays over the population."""
 
-
-def check_chunks(name: str, value: Any, chunk_steps: int) -> int:
+def check_chunks(name: str, value: Any, eval_every: int) -> int:
     """``value`` (a number of steps, named ``name``) checked to be a positive multiple of
-    ``chunk_steps``: the loops that act between chunks (successive halving's rungs,
+    ``eval_every``: the schedulers that act between chunks (successive halving's rungs,
     population-based training's events) need whole chunks."""
     value = check_count(name, value)
-    if value % chunk_steps:
+    if value % eval_every:
         raise ValueError(
-            f"{name} ({value}) must be a multiple of the search's chunk_steps ({chunk_steps})"
+            f"{name} ({value}) must be a multiple of the search's eval_every ({eval_every})"
         )
     return value
 

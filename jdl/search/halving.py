@@ -7,24 +7,29 @@ survivor (parameters, optimizer state, early-stopping state and hyper-parameters
 compiled gather along the member axis), so the population keeps its shape and the compiled
 chunk is reused for every rung. After the last rung one configuration (or the few best) holds
 every slot. The lineage records, for each rung, which slot each slot was copied from.
+
+`Halving` is the rule, a scheduler on the run driver (`jdl.run.drive`) called between chunks;
+`successive_halving` runs it with a `jdl.search.Search`, with the driver's progress bar,
+Ctrl-C handling and checkpoints.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from typing import NamedTuple
+import os
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from jdl.data import Dataset
 from jdl.hyperparams import check_count
+from jdl.run.driver import Row
 from jdl.search.grid import Population, check_chunks
 from jdl.search.results import SearchResult
 from jdl.search.search import Search, SearchState
 from jdl.search.sharding import to_host
 
-__all__ = ["HalvingResult", "rank_scores", "successive_halving"]
+__all__ = ["Halving", "HalvingResult", "rank_scores", "successive_halving"]
 
 
 class HalvingResult(NamedTuple):
@@ -58,6 +63,68 @@ def rank_scores(state: SearchState) -> np.ndarray:
     return np.where(valid[None, :], score, np.inf)
 
 
+class Halving:
+    """Successive halving as a scheduler of the run driver (see `successive_halving`).
+
+    Its ``log`` (each slot's hyper-parameters per rung, the lineage, the survivors and the
+    slots still distinct) is JSON data, saved with each checkpoint.
+    """
+
+    def __init__(self, search: Search, num_configs: int, rung_chunks: int, rungs: int, eta: int):
+        self._search, self._n = search, num_configs
+        self._rung_chunks, self._rungs, self._eta = rung_chunks, rungs, eta
+        self.load({})
+
+    def log(self) -> dict[str, Any]:
+        return {
+            "hparams": {k: np.asarray(v).tolist() for k, v in self._hparams.items()},
+            "lineage": self._lineage,
+            "survivors": self._survivors,
+            "alive": self._alive.tolist(),
+        }
+
+    def load(self, log: dict[str, Any]) -> None:
+        self._hparams = {k: np.asarray(v, np.float64) for k, v in log.get("hparams", {}).items()}
+        self._lineage = list(log.get("lineage", []))
+        self._survivors = list(log.get("survivors", []))
+        self._alive = np.asarray(log.get("alive", range(self._n)), np.int64)
+
+    def __call__(self, state: SearchState, chunk: int, row: Row) -> SearchState:
+        if not self._hparams:  # the first rung's values, as the population started
+            self._hparams = {k: v[None] for k, v in to_host(state.hparams).items()}
+        if chunk % self._rung_chunks:
+            return state
+        r = chunk // self._rung_chunks
+        score = rank_scores(state).mean(axis=0)  # by configuration, over the seeds
+        self._alive = self._alive[np.argsort(score[self._alive], kind="stable")]
+        if r >= self._rungs:
+            return state
+        num_seeds, size = next(iter(self._hparams.values())).shape[1:]
+        keep = self._alive[: max(1, math.ceil(self._n / self._eta**r))]
+        source = np.arange(size)
+        eliminated = np.setdiff1d(np.arange(size), keep)
+        source[eliminated] = keep[np.arange(len(eliminated)) % len(keep)]
+        source_sh = np.broadcast_to(source, (num_seeds, size))
+        now = {k: v[-1][:, source] for k, v in self._hparams.items()}
+        state = self._search.copy_members(state, source_sh, now)
+        self._alive = keep
+        self._survivors.append(len(keep))
+        self._lineage.append(source_sh[:, : self._n].tolist())
+        self._hparams = {k: np.concatenate([v, now[k][None]]) for k, v in self._hparams.items()}
+        return state
+
+    def result(self, result: SearchResult) -> HalvingResult:
+        num_seeds = result.steps.shape[0]
+        lineage = np.asarray(self._lineage, np.int64).reshape(-1, num_seeds, self._n)
+        return HalvingResult(
+            result=result,
+            lineage=lineage,
+            hparams={k: v[:, :, : self._n] for k, v in self._hparams.items()},
+            survivors=list(self._survivors),
+            ranking=self._alive,
+        )
+
+
 def successive_halving(
     search: Search,
     pop: Population,
@@ -68,6 +135,9 @@ def successive_halving(
     eta: int = 2,
     rungs: int | None = None,
     test: Dataset | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
 ) -> HalvingResult:
     r"""Successive halving of ``pop``'s configurations with ``search``'s compiled programs.
 
@@ -77,14 +147,19 @@ def successive_halving(
     after rung R the survivors are ranked. With the default
     :math:`R = \lceil \log_\eta H \rceil` rungs, one configuration wins.
 
+    It runs as `Search.run` with the `Halving` scheduler: the same progress bar, Ctrl-C
+    handling (members so far returned, ``result.interrupted``) and checkpoints (the same call
+    again resumes and ends with the uninterrupted run's results).
+
     Args:
-      search: a `Search` (its ``chunk_steps`` divides ``rung_steps``).
+      search: a `Search` (its ``eval_every`` divides ``rung_steps``).
       pop: the configurations and seeds.
       train, val: data sets.
-      rung_steps: T, steps per rung, a multiple of ``search.chunk_steps``.
+      rung_steps: T, steps per rung, a multiple of ``search.eval_every``.
       eta: the elimination factor :math:`\eta \ge 2`.
       rungs: R (default: enough to keep one configuration).
       test: evaluated with the best parameters at the end.
+      progress, checkpoint_dir, checkpoint_every: as in `Search.run`.
 
     Returns:
       A `HalvingResult`.
@@ -95,54 +170,23 @@ def successive_halving(
     """
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
         raise ValueError(f"eta must be an int >= 2, got {eta!r}")
-    check_chunks("rung_steps", rung_steps, search.chunk_steps)
+    check_chunks("rung_steps", rung_steps, search.eval_every)
+    if not isinstance(pop, Population):
+        raise TypeError(f"expected a Population (see jdl.search.population), got {pop!r}")
     num_configs = pop.num_configs
     if rungs is None:
         rungs = max(1, math.ceil(math.log(num_configs) / math.log(eta) - 1e-9))
     check_count("rungs", rungs)
-    compile_before = search.compile_seconds
-    start = time.perf_counter()
-    state = search.init(pop, train, val)
-    num_seeds, size = state.train.step.shape
-    hp_now = to_host(state.hparams)
-    hp_history = {k: [v] for k, v in hp_now.items()}
-    lineage, survivors, history = [], [], []
-    alive = np.arange(num_configs)  # slots holding a distinct surviving configuration
-    for r in range(1, rungs + 1):
-        for _ in range(rung_steps // search.chunk_steps):
-            state, metrics = search.advance(state, train, val)
-            history.append(metrics)
-        score = rank_scores(state).mean(axis=0)  # by configuration, over the seeds
-        order = alive[np.argsort(score[alive], kind="stable")]
-        if r == rungs:
-            break
-        keep = order[: max(1, math.ceil(num_configs / eta**r))]
-        source = np.arange(size)
-        eliminated = np.setdiff1d(np.arange(size), keep)
-        source[eliminated] = keep[np.arange(len(eliminated)) % len(keep)]
-        source_sh = np.broadcast_to(source, (num_seeds, size))
-        hp_now = {k: v[:, source] for k, v in hp_now.items()}
-        state = search.copy_members(state, source_sh, hp_now)
-        alive = keep
-        survivors.append(len(keep))
-        lineage.append(source_sh[:, :num_configs])
-        for k, v in hp_now.items():
-            hp_history[k].append(v)
-    compile_s = search.compile_seconds - compile_before
-    run_s = time.perf_counter() - start - compile_s
-    result = search.collect(
+    halving = Halving(search, num_configs, rung_steps // search.eval_every, rungs, eta)
+    result = search.run(
         pop,
-        state,
-        history,
+        train,
+        val,
         steps=rungs * rung_steps,
         test=test,
-        compile_s=compile_s,
-        run_s=run_s,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        scheduler=halving,
     )
-    return HalvingResult(
-        result=result,
-        lineage=np.stack(lineage) if lineage else np.zeros((0, num_seeds, num_configs), int),
-        hparams={k: np.stack(v)[:, :, :num_configs] for k, v in hp_history.items()},
-        survivors=survivors,
-        ranking=order,
-    )
+    return halving.result(result)

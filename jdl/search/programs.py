@@ -7,21 +7,15 @@ Their arguments are the population's arrays with a seed axis S and a configurati
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jdl.data import Dataset
-from jdl.search.grid import HParams
-from jdl.train import EarlyStopping, LossFn, TrainState, init_state, make_chunk
-
-__all__ = ["PopulationPrograms", "SearchState"]
-
-Params = Any
-EvalFn = Callable[[Params, Dataset], dict[str, jax.Array]]
+from jdl.run.spec import RunSpec
+from jdl.train import TrainState, init_state
+from jdl.types import HParams, Params
 
 
 class SearchState(NamedTuple):
@@ -49,19 +43,13 @@ class SearchState(NamedTuple):
 
 
 class PopulationPrograms(NamedTuple):
-    """The programs of a population whose member (s, h) is the `jdl.train` run of seed s and
-    hyper-parameters ``hp[s, h]``: ``optimizer(hp)``, ``make_loss_fn(hp)``, and the shared
-    ``eval_fn``, ``batch_size``, ``chunk_steps`` and ``early_stopping``."""
+    """The programs of a population whose member (s, h) is the run of seed s and
+    hyper-parameters ``hp[s, h]`` described by ``spec`` (`jdl.run.RunSpec`)."""
 
-    optimizer: Callable[[HParams], optax.GradientTransformation]
-    make_loss_fn: Callable[[HParams], LossFn]
-    eval_fn: EvalFn
-    batch_size: int
-    chunk_steps: int
-    early_stopping: EarlyStopping
+    spec: RunSpec
 
     def _member_init(self, hp: HParams, params: Params, key: jax.Array) -> TrainState:
-        return init_state(params, self.optimizer(hp), self.early_stopping, key)
+        return init_state(params, self.spec.transformation(hp), self.spec.rule(), key)
 
     def init(self, hp: HParams, params: Params, seeds: jax.Array) -> TrainState:
         """Every member at step 0: its seed's parameters (leaves (S, ...)) and run key
@@ -82,17 +70,9 @@ class PopulationPrograms(NamedTuple):
         clock: jax.Array,
         train: Dataset,
         val: Dataset,
-        num_steps: int | None,
+        steps: int | None,
     ) -> tuple:
-        chunk = make_chunk(
-            self.make_loss_fn(hp),
-            self.optimizer(hp),
-            batch_size=self.batch_size,
-            chunk_steps=self.chunk_steps,
-            eval_fn=self.eval_fn,
-            early_stopping=self.early_stopping,
-            num_steps=num_steps,
-        )
+        chunk = self.spec.chunk(hp, steps)
         # A live member has taken exactly `clock` steps; passing the shared, unbatched clock
         # (and the seed's key) keeps the batch gather out of the inner vmap.
         state, metrics = chunk(TrainState(clock, params, opt_state, stop, key), train, val)
@@ -108,12 +88,10 @@ class PopulationPrograms(NamedTuple):
         train: Dataset,
         val: Dataset,
         *,
-        num_steps: int | None,
+        steps: int | None,
     ) -> tuple[TrainState, jax.Array, dict, dict, dict]:
         def member(hp, params, opt_state, stop, key, clock, train, val):
-            return self._member_chunk(
-                hp, params, opt_state, stop, key, clock, train, val, num_steps
-            )
+            return self._member_chunk(hp, params, opt_state, stop, key, clock, train, val, steps)
 
         inner = jax.vmap(member, in_axes=(0, 0, 0, 0, None, None, None, None))
         members = (hp, state.params, state.opt_state, state.stop)
@@ -132,10 +110,12 @@ class PopulationPrograms(NamedTuple):
         at_best = {k: jnp.where(improved, metrics[k], at_best[k]) for k in at_best}
         shown = {k: jnp.where(live, v, jnp.nan) for k, v in metrics.items()}
         new = TrainState(step, params, opt_state, stop, state.key)
-        return new, clock + self.chunk_steps, last, at_best, shown
+        return new, clock + self.spec.eval_every, last, at_best, shown
 
     def evaluate(self, params: Params, data: Dataset) -> dict[str, jax.Array]:
-        return jax.vmap(jax.vmap(self.eval_fn, in_axes=(0, None)), in_axes=(0, None))(params, data)
+        return jax.vmap(jax.vmap(self.spec.eval_fn, in_axes=(0, None)), in_axes=(0, None))(
+            params, data
+        )
 
     def copy(self, state: SearchState, source: jax.Array, hparams: HParams) -> SearchState:
         def take(leaf: jax.Array) -> jax.Array:

@@ -63,7 +63,7 @@ def gather(
     train: TrainState,
     last: dict[str, jax.Array],
     best: dict[str, jax.Array],
-    history: list[dict[str, jax.Array]],
+    history: list[dict[str, np.ndarray]],
     num_configs: int,
 ) -> dict:
     """The members' states and metrics (leaves (S, H', ...)) as NumPy arrays on the host, in
@@ -74,7 +74,7 @@ def gather(
       train: the members' final `TrainState`s.
       last: each member's metrics of its last chunk.
       best: the metrics of each member's best parameters.
-      history: the metrics of each chunk.
+      history: the metrics of each chunk, on the host (the run driver's rows).
       num_configs: the configurations kept (the rest is padding).
     """
     stop = train.stop
@@ -89,12 +89,11 @@ def gather(
             ),
             "final": last,
             "best": best,
-            "history": history,
             "best_params": stop.best_params,
             "params": train.params,
         }
     )
-    return _drop_padding(host, num_configs)
+    return _drop_padding({**host, "history": history}, num_configs)
 
 
 def _drop_padding(host: dict, n: int) -> dict:
@@ -104,7 +103,9 @@ def _drop_padding(host: dict, n: int) -> dict:
     out["train"] = tuple(a[:, :n] for a in host["train"])
     out["final"] = {k: v[:, :n] for k, v in host["final"].items()}
     out["best"] = {k: v[:, :n] for k, v in host["best"].items()}
-    out["history"] = [{k: v[:, :n] for k, v in m.items()} for m in host["history"]]
+    out["history"] = [
+        {k: v[:, :n] for k, v in m.items() if k not in ("step", "time_s")} for m in host["history"]
+    ]
     out["best_params"] = jax.tree.map(lambda a: a[:, :n], host["best_params"])
     out["params"] = jax.tree.map(lambda a: a[:, :n], host["params"])
     return out
@@ -114,7 +115,7 @@ def assemble(
     pop: Population,
     pieces: list[dict],
     num_chunks: int,
-    chunk_steps: int,
+    eval_every: int,
     steps: int,
     compile_s: float,
     run_s: float,
@@ -141,7 +142,7 @@ def assemble(
     train = [np.concatenate(xs, axis=1) for xs in zip(*[p["train"] for p in pieces], strict=True)]
     steps_taken, best_step, best_metric, stopped, diverged = train
     history = {k: np.concatenate([h[k] for h in histories], axis=2) for k in histories[0]}
-    history["step"] = np.minimum(np.arange(1, num_chunks + 1) * chunk_steps, steps)
+    history["step"] = np.minimum(np.arange(1, num_chunks + 1) * eval_every, steps)
     member_steps = float(steps_taken.sum())
     return SearchResult(
         population=pop,

@@ -5,8 +5,9 @@ with its own hyper-parameters and early-stopping state. It compiles
 
     jit(vmap_s(vmap_h(chunk built from the traced hyper-parameters)))
 
-once for a population shape and calls it from a Python loop between evaluations, stopping when
-every member has stopped. The hyper-parameters are arguments, so any grid of the same shape
+once for a population shape; the run driver (`jdl.run.drive`) calls it between evaluations,
+with a scheduler (successive halving, population-based training) when one rewrites the
+population between chunks. The hyper-parameters are arguments, so any grid of the same shape
 reuses the compiled program.
 
 Members of one seed share their initial parameters, their data order and their dropout masks
@@ -18,44 +19,30 @@ train step and early stopping; the others never see it.
 
 from __future__ import annotations
 
-import functools
-import math
+import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jdl.data import Dataset
 from jdl.hyperparams import check_count
-from jdl.search.compiled import Programs, signature
-from jdl.search.grid import HParams, Population
-from jdl.search.interrupt import Interrupt, intact
-from jdl.search.programs import PopulationPrograms, SearchState
-from jdl.search.results import SearchResult, assemble, gather
-from jdl.search.sharding import (
-    member_mesh,
-    member_sharding,
-    pad_members,
-    padded_size,
-    replicate,
-    to_host,
-)
-from jdl.train import EarlyStopping, LossFn
-from jdl.train.boundary import check_evaluation
+from jdl.run import Checkpoints, RunSpec, Scheduler, drive, fingerprint
+from jdl.search.grid import Population
+from jdl.search.members import Members, PopulationRun
+from jdl.search.programs import SearchState
+from jdl.search.results import SearchResult, assemble
+from jdl.search.sharding import padded_size
+from jdl.train import EarlyStopping
+from jdl.types import EvalFn, HParams, LossFn, Params
 
 __all__ = ["Search", "SearchState"]
 
-Params = Any
-EvalFn = Callable[[Params, Dataset], dict[str, jax.Array]]
 
-
-class Search:
+class Search(Members):
     r"""A population of training runs as one compiled program, sharded over devices.
 
     Every member runs `jdl.train.make_chunk` with its own hyper-parameters:
@@ -68,11 +55,15 @@ class Search:
 
     with ``k_init, k_run = jax.random.split(jax.random.key(s))`` (``k_run`` is the
     ``TrainState.key``), so a member reproduces the separate run
-    ``init_state(init_fn(k_init), optimizer(lambda_h), early_stopping, k_run)`` trained by the
-    same chunks. The compiled program is ``jit(vmap_s(vmap_h(chunk)))``; the member axis is
-    split over ``devices`` (padded to a multiple of their count), and ``run``'s
-    ``members_per_chunk`` trains a population too large for memory a slice of configurations at
-    a time, with the same results.
+    ``fit(loss_fn, init_fn(k_init), optimizer(lambda_h), ..., key=k_run)``. The compiled
+    program is ``jit(vmap_s(vmap_h(chunk)))``; the member axis is split over ``devices``
+    (padded to a multiple of their count), and ``run``'s ``members_per_chunk`` trains a
+    population too large for memory a slice of configurations at a time, with the same
+    results.
+
+    The run is described with `fit`'s names (`jdl.run.RunSpec`), and checked as `fit` checks
+    it: the data sets, and ``loss_fn`` and ``eval_fn`` of the first configuration on them,
+    abstractly, before anything compiles.
 
     Args:
       init_fn: ``init_fn(key) -> params``, the initial parameters of a seed.
@@ -84,14 +75,15 @@ class Search:
       eval_fn: ``eval_fn(params, data) -> dict`` of scalars with ``"loss"`` (monitored by early
         stopping) and, for the reports, ``"accuracy"``.
       batch_size: mini-batch size.
-      chunk_steps: steps between two evaluations (one compiled chunk).
-      early_stopping: the rule of every member (`jdl.train.early_stopping`).
+      eval_every: steps between two evaluations (one compiled chunk).
+      early_stopping: the rule of every member (`jdl.train.early_stopping`); None keeps the
+        best parameters and stops a member only on a non-finite loss.
       devices: None (all devices), a count, or a list of devices.
 
     Example::
 
       >>> search = Search(init_fn, lambda hp: jdl.optim.adam(hp["learning_rate"]),
-      ...                 loss_fn=loss_fn, eval_fn=eval_fn, batch_size=128, chunk_steps=50,
+      ...                 loss_fn=loss_fn, eval_fn=eval_fn, batch_size=128, eval_every=50,
       ...                 early_stopping=jdl.train.early_stopping(200))
       >>> result = search.run(population({"learning_rate": log_grid(1e-4, 1.0, 16)}, seeds=3),
       ...                     splits.train, splits.val, steps=1000, test=splits.test)
@@ -111,273 +103,23 @@ class Search:
         make_loss_fn: Callable[[HParams], LossFn] | None = None,
         eval_fn: EvalFn,
         batch_size: int,
-        chunk_steps: int,
-        early_stopping: EarlyStopping,
+        eval_every: int,
+        early_stopping: EarlyStopping | None = None,
         devices: int | Sequence[jax.Device] | None = None,
     ):
-        for name, f in (("init_fn", init_fn), ("optimizer", optimizer), ("eval_fn", eval_fn)):
+        for name, f in (("init_fn", init_fn), ("optimizer", optimizer)):
             if not callable(f):
                 raise TypeError(f"{name} must be callable, got {type(f).__name__}")
-        if (loss_fn is None) == (make_loss_fn is None):
-            raise TypeError("give exactly one of loss_fn and make_loss_fn")
-        if not callable(loss_fn if make_loss_fn is None else make_loss_fn):
-            raise TypeError("loss_fn / make_loss_fn must be callable")
-        if not isinstance(early_stopping, EarlyStopping):
-            raise TypeError(
-                "early_stopping must be built by jdl.train.early_stopping, got "
-                f"{type(early_stopping).__name__}"
-            )
-        self._optimizer = optimizer
-        self._make_loss_fn = make_loss_fn if make_loss_fn is not None else (lambda hp: loss_fn)
-        self._eval_fn = eval_fn
-        self._batch_size = check_count("batch_size", batch_size)
-        self.chunk_steps = check_count("chunk_steps", chunk_steps)
-        self._early_stopping = early_stopping
-        self.mesh = member_mesh(devices)
-        self.num_devices = self.mesh.devices.size
-        self._call = Programs(self._shardings)
-        self._programs = PopulationPrograms(
+        spec = RunSpec(
             optimizer,
-            self._make_loss_fn,
             eval_fn,
-            self._batch_size,
-            self.chunk_steps,
+            batch_size,
+            eval_every,
             early_stopping,
+            loss_fn=loss_fn,
+            make_loss_fn=make_loss_fn,
         )
-        self._init_fn = init_fn
-        self._param_shapes: Any = None
-        self._state_shapes: dict[tuple, Any] = {}
-
-    @property
-    def compilations(self) -> int:
-        """The number of programs compiled so far (a new population shape adds some; new
-        values never do)."""
-        return self._call.compilations
-
-    @property
-    def compile_seconds(self) -> float:
-        """The time spent compiling so far."""
-        return self._call.compile_seconds
-
-    def _shardings(self, shapes: Any) -> Any:
-        """Member axis 1 split over the mesh for (S, H', ...) leaves; the rest replicated."""
-        return jax.tree.map(
-            lambda s: (
-                member_sharding(self.mesh, len(s.shape), axis=1)
-                if len(s.shape) >= 2
-                else NamedSharding(self.mesh, PartitionSpec())
-            ),
-            shapes,
-        )
-
-    def _validate(self, pop: Population) -> None:
-        if not isinstance(pop, Population):
-            raise TypeError(f"expected a Population (see jdl.search.population), got {pop!r}")
-        for h in range(pop.num_configs):
-            config = pop.config(h)
-            for what, factory in (
-                ("optimizer", self._optimizer),
-                ("make_loss_fn", self._make_loss_fn),
-            ):
-                try:
-                    factory(dict(config))
-                except KeyError as e:
-                    raise ValueError(
-                        f"{what} reads the hyper-parameter {e}, which the population lacks "
-                        f"(it has {sorted(pop.hparams)})"
-                    ) from None
-                except (ValueError, TypeError) as e:
-                    raise ValueError(f"configuration {config}: {e}") from None
-
-    def init(
-        self,
-        pop: Population,
-        train: Dataset,
-        val: Dataset,
-        *,
-        size: int | None = None,
-        ahead: tuple[int | None] | None = None,
-    ) -> SearchState:
-        """The population at step 0, padded to ``size`` configurations (default: the next
-        multiple of the device count) and placed on the devices.
-
-        Args:
-          pop: the population.
-          train, val: the data sets (their shapes fix the metrics' structure).
-          size: the padded number of configurations H'.
-          ahead: ``(num_steps,)`` to compile `advance` for these ``num_steps`` in the
-            background meanwhile.
-
-        Raises:
-          ValueError / TypeError: not a `Population`, or a configuration that the optimizer or
-            the loss factory rejects, or a size that does not hold it or does not divide over
-            the devices.
-        """
-        self._validate(pop)
-        num_configs = pop.num_configs
-        size = padded_size(num_configs, self.num_devices) if size is None else size
-        if size < num_configs or size % self.num_devices:
-            raise ValueError(
-                f"size must be >= {num_configs} and a multiple of {self.num_devices} devices, "
-                f"got {size}"
-            )
-        num_seeds = len(pop.seeds)
-        # Host-side NumPy for the small arrays: no eager JAX operation (each would compile).
-        hp = pad_members({k: v.astype(np.float32) for k, v in pop.hparams.items()}, size)
-        hp = {k: np.broadcast_to(v, (num_seeds, size)) for k, v in hp.items()}
-        hp = jax.device_put(hp, self._shardings(hp))
-        # The seeds as jax.random.key reads a Python int (its low 32 bits).
-        seeds = replicate(pop.seeds.astype(np.uint32), self.mesh)
-        valid = replicate(np.arange(size) < num_configs, self.mesh)
-        clock = replicate(np.zeros((), np.int32), self.mesh)
-        train, val = self._place(train, val)
-        if self._param_shapes is None:
-            self._param_shapes = jax.eval_shape(self._init_fn, jax.eval_shape(jax.random.key, 0))
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        params = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
-            self._param_shapes,
-        )
-        shapes_key = signature((hp, params, seeds))
-        if shapes_key not in self._state_shapes:
-            self._state_shapes[shapes_key] = jax.eval_shape(self._programs.init, hp, params, seeds)
-        shapes = self._state_shapes[shapes_key]
-        # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
-        evaluation = jax.eval_shape(self._eval_fn, self._param_shapes, val)
-        check_evaluation(evaluation)
-        dtypes = {"train_loss": jnp.dtype(jnp.float32)}
-        dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})
-        last = {
-            k: np.full((num_seeds, size), np.nan if jnp.issubdtype(d, jnp.floating) else 0, d)
-            for k, d in dtypes.items()
-        }
-        at_best = {k: v for k, v in last.items() if k.startswith("val_")}
-        last = jax.device_put(last, self._shardings(last))
-        at_best = jax.device_put(at_best, self._shardings(at_best))  # own buffers: donated
-        if ahead is not None:
-            # Compile the chunk in the background while the members are initialised (the
-            # critical path of a first run: it starts before any eager computation).
-            shapes = jax.tree.map(
-                lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                shapes,
-                self._shardings(shapes),
-            )
-            num_steps = ahead[0]
-            self._call.compile_ahead(
-                f"advance{num_steps}",
-                self._advance_fn(num_steps),
-                hp,
-                shapes,
-                clock,
-                last,
-                at_best,
-                train,
-                val,
-                donate=(1, 3, 4),
-            )
-        # Each seed's parameters, stacked on the host (an eager stack would compile).
-        init = [self._init_fn(jax.random.split(jax.random.key(int(seed)))[0]) for seed in pop.seeds]
-        params = jax.tree.map(lambda *leaves: np.stack(leaves), *jax.device_get(init))
-        state = self._call("init", self._programs.init, hp, replicate(params, self.mesh), seeds)
-        return SearchState(hp, state, clock, last, at_best, valid)
-
-    def advance(
-        self, state: SearchState, train: Dataset, val: Dataset, *, num_steps: int | None = None
-    ) -> tuple[SearchState, dict[str, jax.Array]]:
-        """One compiled chunk for every member: ``chunk_steps`` steps, an evaluation and an
-        early-stopping update. Steps at t >= ``num_steps`` are no-ops (ends a run whose length
-        is not a multiple of ``chunk_steps``).
-
-        Returns:
-          The new state (the old one's buffers are donated) and the chunk's metrics, shape
-          (S, H'), NaN for members that had stopped before it.
-        """
-        train, val = self._place(train, val)
-        fn = self._advance_fn(num_steps)
-        new, clock, last, at_best, metrics = self._call(
-            f"advance{num_steps}",
-            fn,
-            state.hparams,
-            state.train,
-            state.clock,
-            state.last,
-            state.at_best,
-            train,
-            val,
-            donate=(1, 3, 4),
-        )
-        return state._replace(train=new, clock=clock, last=last, at_best=at_best), metrics
-
-    def _advance_fn(self, num_steps: int | None) -> Callable:
-        return functools.partial(self._programs.advance, num_steps=num_steps)
-
-    def evaluate(self, params: Params, data: Dataset) -> dict[str, jax.Array]:
-        """``eval_fn`` of every member's parameters (leaves (S, H', ...)), shape (S, H')."""
-        (data,) = self._place(data)
-        return self._call("evaluate", self._programs.evaluate, params, data)
-
-    def copy_members(
-        self, state: SearchState, source: jax.typing.ArrayLike, hparams: HParams
-    ) -> SearchState:
-        """Member h of seed s becomes a copy of member ``source[s, h]`` of the same seed
-        (parameters, optimizer state, early-stopping state, steps) and takes ``hparams[.][s,
-        h]``; one compiled gather along the member axis, so nothing recompiles.
-        Used by successive halving and population-based training."""
-        source = jax.device_put(jnp.asarray(source, jnp.int32), self._shardings(state.train.step))
-        hparams = jax.device_put(
-            {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
-            self._shardings(state.hparams),
-        )
-        return self._call("copy", self._programs.copy, state, source, hparams, donate=(0,))
-
-    def _place(self, *datasets: Dataset) -> tuple[Dataset, ...]:
-        """The data sets replicated on every device of the mesh (a no-op once they are)."""
-        for d in datasets:
-            if not isinstance(d, Dataset):
-                raise TypeError(f"expected a jdl.data.Dataset, got {type(d).__name__}")
-        return tuple(replicate(jax.tree.map(jnp.asarray, d), self.mesh) for d in datasets)
-
-    def _fetch(
-        self,
-        state: SearchState,
-        history: list[dict[str, jax.Array]],
-        test: Dataset | None,
-        num_configs: int,
-    ) -> dict:
-        """Evaluates the best parameters on the test set and brings everything to the host,
-        padding dropped."""
-        best_params = state.train.stop.best_params
-        best = dict(state.at_best)
-        if test is not None:
-            best.update({f"test_{k}": v for k, v in self.evaluate(best_params, test).items()})
-        return gather(state.train, state.last, best, history, num_configs)
-
-    def collect(
-        self,
-        pop: Population,
-        state: SearchState,
-        history: list[dict[str, jax.Array]],
-        *,
-        steps: int,
-        test: Dataset | None = None,
-        compile_s: float = 0.0,
-        run_s: float = 0.0,
-    ) -> SearchResult:
-        """The `SearchResult` of a population trained step by step with `advance` (as
-        successive halving and population-based training do).
-
-        Args:
-          pop: the population the state was built from (``init``).
-          state: its state after training.
-          history: the metrics returned by each ``advance``.
-          steps: the step budget (a member that took fewer stopped early).
-          test: evaluated with the best parameters when given.
-          compile_s, run_s: the times to report.
-        """
-        test = None if test is None else self._place(test)[0]
-        piece = self._fetch(state, history, test, pop.num_configs)
-        num_chunks = max(len(history), 1)
-        return assemble(pop, [piece], num_chunks, self.chunk_steps, steps, compile_s, run_s)
+        super().__init__(init_fn, spec, devices)
 
     def run(
         self,
@@ -389,12 +131,15 @@ class Search:
         test: Dataset | None = None,
         members_per_chunk: int | None = None,
         progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        scheduler: Scheduler | None = None,
     ) -> SearchResult:
         """Trains the whole population for at most ``steps`` steps and collects the results.
 
-        The Python loop calls the compiled chunk ``ceil(steps / chunk_steps)`` times and stops
-        as soon as every member has stopped; with ``members_per_chunk`` it repeats this for
-        each slice of configurations (all of the same padded size: one compile).
+        The run driver calls the compiled chunk ``ceil(steps / eval_every)`` times and stops
+        as soon as every member has stopped; with ``members_per_chunk`` it does this for each
+        slice of configurations (all of the same padded size: one compile).
 
         Args:
           pop: the population (`population`).
@@ -404,8 +149,17 @@ class Search:
           test: evaluated with each member's best parameters when given.
           members_per_chunk: train at most this many configurations (times the S seeds) at
             once, for a population too large for memory; None: all at once.
-          progress: show a tqdm progress bar between chunks (steps, members still training,
-            the best validation loss so far).
+          progress: show a tqdm progress bar between chunks (steps, members training /
+            stopped / diverged, the best validation loss so far and its hyper-parameters).
+          checkpoint_dir: where to save the whole population (every member's state, the
+            history, the scheduler's log) every ``checkpoint_every`` chunks, at the end and on
+            Ctrl-C; the same call again resumes from it and ends with the uninterrupted
+            search's results. A checkpoint of a search of another configuration (another
+            population, model, optimizer, data or budget) is refused with a ValueError.
+          checkpoint_every: chunks between two checkpoints.
+          scheduler: a rule that rewrites the population between chunks (`jdl.run.Scheduler`;
+            successive halving and population-based training are built on it), not with
+            ``members_per_chunk``.
 
         Returns:
           A `SearchResult`, padding dropped.
@@ -417,62 +171,56 @@ class Search:
         second one, propagates.
         """
         steps = check_count("steps", steps)
-        compile_before = self.compile_seconds
-        start = time.perf_counter()
-        self._validate(pop)
-        placed = self._place(train, val, *([test] if test is not None else []))
-        train, val = placed[:2]
-        num_chunks = math.ceil(steps / self.chunk_steps)
-        num_steps = None if steps % self.chunk_steps == 0 else steps
-        num_configs = pop.num_configs
+        check_count("checkpoint_every", checkpoint_every)
         if members_per_chunk is not None:
             check_count("members_per_chunk", members_per_chunk)
+            if scheduler is not None:
+                raise ValueError("a scheduler acts on the whole population: no members_per_chunk")
+        compile_before = self.compile_seconds
+        start = time.perf_counter()
+        self.check(pop, train, val)
+        if test is not None:
+            self.place(test)
+        num_chunks = -(-steps // self.eval_every)
+        last_steps = None if steps % self.eval_every == 0 else steps
+        num_configs = pop.num_configs
         part = num_configs if members_per_chunk is None else members_per_chunk
         part = padded_size(min(part, num_configs), self.num_devices)
         slices = range(0, num_configs, part)
-        test_set = placed[2] if test is not None else None
-        pieces, best_loss, interrupted = [], np.inf, False
-        with (
-            tqdm(total=len(slices) * steps, disable=not progress, unit="step") as bar,
-            Interrupt() as interrupt,
-        ):
+        pieces, interrupted, best = [], False, (float("inf"), "")
+        bar = tqdm(total=len(slices) * steps, disable=not progress, unit="step")
+        with bar:
             for lo in slices:
                 sub = Population({k: v[lo : lo + part] for k, v in pop.hparams.items()}, pop.seeds)
+                folder = None
+                if checkpoint_dir is not None:
+                    many = len(slices) > 1
+                    folder = os.path.join(checkpoint_dir, f"slice-{lo}") if many else checkpoint_dir
                 kept = min(part, num_configs - lo)
-                done = (lo // part) * steps  # steps of the slices before this one
-                state, history = None, []
                 try:
-                    state = self.init(sub, train, val, size=part, ahead=(num_steps,))
-                    for c in range(1, num_chunks + 1):
-                        state, metrics = self.advance(state, train, val, num_steps=num_steps)
-                        history.append(metrics)
-                        interrupt.armed = True
-                        # The stop flags and best losses, for the bar and the loop: one transfer.
-                        stopped, best = to_host(
-                            (state.train.stop.should_stop, state.train.stop.best_metric)
+                    state = self.init(sub, train, val, size=part, ahead=(last_steps,))
+                    run = PopulationRun(self, train, val, last_steps, kept, best)
+                    with self._checkpoints(folder, sub, state, train, val, steps) as ckpt:
+                        outcome = drive(
+                            run,
+                            state,
+                            chunks=num_chunks,
+                            total_steps=steps,
+                            scheduler=scheduler,
+                            checkpoints=ckpt,
+                            checkpoint_every=checkpoint_every,
+                            progress=bar,
                         )
-                        best = best[:, :kept]
-                        best_loss = min(best_loss, np.where(np.isfinite(best), best, np.inf).min())
-                        bar.set_postfix(
-                            members=f"{int((~stopped[:, :kept]).sum())}/{best.size} training",
-                            best_val_loss=f"{best_loss:.4g}",
-                            refresh=False,
-                        )
-                        bar.update(done + min(c * self.chunk_steps, steps) - bar.n)
-                        if stopped.all() or interrupt.requested:
-                            break
                 except KeyboardInterrupt:
-                    # Raised in the loop (no handler of ours, or by a function it calls): keep
-                    # this slice if it ran a chunk and its state survived, else the ones before.
-                    usable = bool(history) and intact(state)
-                    if interrupt.requested or not (usable or pieces):
+                    # Before the slice's first chunk: keep the slices before it, if any.
+                    if not pieces:
                         raise
                     interrupted = True
-                    if not usable:
-                        break
-                pieces.append(self._fetch(state, history, test_set, kept))
-                interrupted = interrupted or interrupt.requested
-                if interrupted:
+                    break
+                best = run.best
+                pieces.append(self.fetch(outcome.state, outcome.history, test, kept))
+                if outcome.interrupted:
+                    interrupted = True
                     break
         compile_s = self.compile_seconds - compile_before
         run_s = time.perf_counter() - start - compile_s
@@ -483,9 +231,36 @@ class Search:
             pop,
             pieces,
             num_chunks,
-            self.chunk_steps,
+            self.eval_every,
             steps,
             compile_s,
             run_s,
             interrupted=interrupted,
         )
+
+    def _checkpoints(
+        self,
+        folder: str | None,
+        pop: Population,
+        state: SearchState,
+        train: Dataset,
+        val: Dataset,
+        steps: int,
+    ) -> contextlib.AbstractContextManager[Checkpoints | None]:
+        """The checkpoints of one slice's run, with the fingerprint of its configuration."""
+        if folder is None:
+            return contextlib.nullcontext()
+        place = self.place(train, val)
+        print_ = fingerprint(
+            program=self.lowered_advance(state, *place, steps),
+            hparams=[pop.hparams[k] for k in sorted(pop.hparams)],
+            names=sorted(pop.hparams),
+            seeds=pop.seeds,
+            steps=steps,
+            eval_every=self.eval_every,
+            batch_size=self.spec.batch_size,
+            data=[train.x, train.y, val.x, val.y],
+            params=jax.tree.leaves(state.train.params),
+            devices=self.num_devices,
+        )
+        return Checkpoints(folder, fingerprint=print_)

@@ -8,8 +8,7 @@ import jax
 
 from jdl.data import Dataset
 from jdl.losses import accuracy, softmax_cross_entropy
-from jdl.train.loop import EvalFn
-from jdl.train.state import Aux, LossFn, Params
+from jdl.types import Aux, EvalFn, LossFn, Params
 
 ApplyFn = Callable[..., jax.Array]
 """``apply_fn(params, x, *, key=None) -> logits`` (key given: training mode, dropout on)."""

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jdl.data import Dataset
 from jdl.train.early_stopping import EarlyStopping, EarlyStoppingState
-
-Params = Any
-Aux = dict[str, jax.Array]
-LossFn = Callable[[Params, Dataset, jax.Array], tuple[jax.Array, Aux]]
-"""``loss_fn(params, batch, key) -> (loss, aux)``: a scalar loss and a dict of scalars."""
+from jdl.types import Params
 
 
 class TrainState(NamedTuple):
@@ -44,16 +38,16 @@ class TrainState(NamedTuple):
 
 def init_state(
     params: Params,
-    tx: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation,
     early_stopping: EarlyStopping,
     key: jax.Array | int,
 ) -> TrainState:
-    """The state of a run at step 0: ``TrainState(0, theta_0, tx.init(theta_0), es.init(theta_0),
-    key)``.
+    """The state of a run at step 0: ``TrainState(0, theta_0, optimizer.init(theta_0),
+    es.init(theta_0), key)``.
 
     Args:
       params: the initial parameters theta_0 (a pytree of arrays).
-      tx: the optimizer.
+      optimizer: the optimizer.
       early_stopping: the early-stopping rule (see `jdl.train.early_stopping`).
       key: a PRNG key (``jax.random.key(seed)``) or an int seed.
 
@@ -61,10 +55,13 @@ def init_state(
       A `TrainState`. It shares no buffer with ``params``: a compiled chunk may donate it.
 
     Raises:
-      TypeError: ``tx`` or ``early_stopping`` of the wrong kind, or ``key`` not a key or an int.
+      TypeError: ``optimizer`` or ``early_stopping`` of the wrong kind, or ``key`` not a key
+        or an int.
     """
-    if not isinstance(tx, optax.GradientTransformation):
-        raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
     if not isinstance(early_stopping, EarlyStopping):
         raise TypeError(
             "early_stopping must be built by jdl.train.early_stopping, got "
@@ -78,7 +75,7 @@ def init_state(
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=tx.init(params),
+        opt_state=optimizer.init(params),
         stop=early_stopping.init(jax.tree.map(jnp.array, params)),
         key=key,
     )

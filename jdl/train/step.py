@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from jdl.data import Dataset, minibatch
-from jdl.train.state import LossFn, TrainState
+from jdl.train.state import TrainState
+from jdl.types import LossFn
 
 StepFn = Callable[[TrainState, Dataset], tuple[TrainState, jax.Array]]
 
@@ -24,33 +25,26 @@ def step_key(key: jax.Array, step: jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(key, 1), step)
 
 
-def _check_num_steps(num_steps: int | None) -> None:
-    if num_steps is not None and (
-        isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0
-    ):
-        raise ValueError(f"num_steps must be a non-negative int or None, got {num_steps!r}")
-
-
 def batch_step(
-    loss_fn: LossFn, tx: optax.GradientTransformation, *, num_steps: int | None = None
+    loss_fn: LossFn, optimizer: optax.GradientTransformation, *, steps: int | None = None
 ) -> StepFn:
     r"""The gradient step on a given mini-batch :math:`B_t` (`train_step` without the drawing).
 
     .. math::
         (L_t, g_t) = (L, \nabla_\theta L)(\theta_t; B_t, k_t), \quad
-        (u_t, s_{t+1}) = \text{tx.update}(g_t, s_t, \theta_t), \quad
+        (u_t, s_{t+1}) = \text{optimizer.update}(g_t, s_t, \theta_t), \quad
         \theta_{t+1} = \theta_t + u_t, \quad t \leftarrow t + 1,
 
     with the loss key :math:`k_t = \text{fold\_in}(\text{fold\_in}(k, 1), t)` derived from
-    the run's key. A frozen run (``state.stop.should_stop`` set, or ``t >= num_steps``) is
+    the run's key. A frozen run (``state.stop.should_stop`` set, or ``t >= steps``) is
     returned unchanged (selected with ``jnp.where``, so a population under ``vmap`` freezes
     member by member). A non-finite :math:`L_t` does not apply the update; it sets
     ``should_stop`` and ``diverged`` instead.
 
     Args:
       loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``.
-      tx: the optimizer (its hyper-parameters may be traced values).
-      num_steps: when given, steps at ``t >= num_steps`` are no-ops.
+      optimizer: the optimizer (its hyper-parameters may be traced values).
+      steps: when given, steps at ``t >= steps`` are no-ops.
 
     Returns:
       ``step_fn(state, batch) -> (state, loss)``.
@@ -58,17 +52,16 @@ def batch_step(
     References:
       optax's ``GradientTransformation`` / ``apply_updates`` protocol.
     """
-    _check_num_steps(num_steps)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step_fn(state: TrainState, batch: Dataset) -> tuple[TrainState, jax.Array]:
         (loss, _aux), grads = grad_fn(state.params, batch, step_key(state.key, state.step))
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss)
         frozen = state.stop.should_stop
-        if num_steps is not None:
-            frozen = frozen | (state.step >= num_steps)
+        if steps is not None:
+            frozen = frozen | (state.step >= steps)
         keep = frozen | ~finite
         step, params, opt_state = jax.tree.map(
             lambda old, upd: jnp.where(keep, old, upd),
@@ -86,33 +79,33 @@ def batch_step(
 
 def train_step(
     loss_fn: LossFn,
-    tx: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation,
     *,
     batch_size: int,
-    num_steps: int | None = None,
+    steps: int | None = None,
 ) -> StepFn:
     r"""The training step: one mini-batch gradient step, pure and jit/vmap-safe.
 
     .. math::
         B_t = \text{minibatch}(D, k_{data}, t, B), \quad
         (L_t, g_t) = (L, \nabla_\theta L)(\theta_t; B_t, k_t), \quad
-        (u_t, s_{t+1}) = \text{tx.update}(g_t, s_t, \theta_t), \quad
+        (u_t, s_{t+1}) = \text{optimizer.update}(g_t, s_t, \theta_t), \quad
         \theta_{t+1} = \theta_t + u_t,
 
     with :math:`k_{data} = \text{fold\_in}(k, 0)` and
     :math:`k_t = \text{fold\_in}(\text{fold\_in}(k, 1), t)` derived from the run's key
     (`jdl.data.minibatch` draws batch t of the permutation of its epoch).
 
-    A frozen run (``state.stop.should_stop`` set, or ``t >= num_steps``) is returned unchanged
+    A frozen run (``state.stop.should_stop`` set, or ``t >= steps``) is returned unchanged
     (selected with ``jnp.where``, so a population under ``vmap`` freezes member by member).
     A non-finite :math:`L_t` does not apply the update; it sets ``should_stop`` and
     ``diverged`` instead.
 
     Args:
       loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``.
-      tx: the optimizer (its hyper-parameters may be traced values).
+      optimizer: the optimizer (its hyper-parameters may be traced values).
       batch_size: mini-batch size B (a Python int: it fixes a shape).
-      num_steps: when given, steps at ``t >= num_steps`` are no-ops (whole chunks of a fixed
+      steps: when given, steps at ``t >= steps`` are no-ops (whole chunks of a fixed
         length can then end a run of any length).
 
     Returns:
@@ -123,9 +116,7 @@ def train_step(
       L. Bottou, "Stochastic Gradient Descent Tricks", 2012; optax's
       ``GradientTransformation`` / ``apply_updates`` protocol.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    update = batch_step(loss_fn, tx, num_steps=num_steps)
+    update = batch_step(loss_fn, optimizer, steps=steps)
 
     def step_fn(state: TrainState, data: Dataset) -> tuple[TrainState, jax.Array]:
         return update(state, minibatch(data, data_key(state.key), state.step, batch_size))

@@ -9,7 +9,7 @@ from experiments.capacity import main
 
 
 def test_writes_figure_and_results_and_rejects_bad_flags(tmp_path, capsys):
-    argv = ["--train-size", "40", "--steps", "20", "--chunk-steps", "10", "--batch-size", "20"]
+    argv = ["--train-size", "40", "--steps", "20", "--eval-every", "10", "--batch-size", "20"]
     argv += ["--seeds", "2", "--widths", "8", "--out", str(tmp_path)]
     results = main(argv)
     assert (tmp_path / "capacity.png").stat().st_size > 0

@@ -9,7 +9,7 @@ from experiments.regularization import main
 
 
 def test_writes_figures_and_table_and_rejects_bad_flags(tmp_path, capsys):
-    argv = ["--train-size", "40", "--hidden", "8", "--steps", "20", "--chunk-steps", "10"]
+    argv = ["--train-size", "40", "--hidden", "8", "--steps", "20", "--eval-every", "10"]
     argv += ["--batch-size", "20", "--seeds", "2", "--widths", "8", "--l2", "1e-3,1e-1"]
     argv += ["--methods", "none,l2,early_stopping", "--out", str(tmp_path)]
     results = main(argv)

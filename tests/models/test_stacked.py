@@ -8,7 +8,8 @@ import pytest
 from flax import nnx
 
 from jdl.data import Dataset
-from jdl.models import fine_tune, pretrain_layerwise, stacked_classifier
+from jdl.models import stacked_classifier
+from jdl.run import fine_tune, pretrain_layerwise
 
 
 def _data(n: int, seed: int) -> Dataset:
@@ -26,10 +27,10 @@ def test_pretraining_stacking_and_fine_tuning():
         val.x,
         (6, 4),
         noise_levels=(0.3, 0.1),
-        tx=optax.adam(0.05),
+        optimizer=optax.adam(0.05),
         key=jax.random.key(0),
         batch_size=16,
-        num_steps=60,
+        steps=60,
         eval_every=20,
         patience=1000,
     )
@@ -63,10 +64,10 @@ def test_pretraining_stacking_and_fine_tuning():
         params,
         train,
         val,
-        tx=optax.adam(0.05),
+        optimizer=optax.adam(0.05),
         key=jax.random.key(1),
         batch_size=16,
-        num_steps=60,
+        steps=60,
         eval_every=20,
         patience=1000,
     )

@@ -60,6 +60,6 @@ def search():
         loss_fn=loss_fn,
         eval_fn=eval_fn,
         batch_size=32,
-        chunk_steps=CHUNK,
+        eval_every=CHUNK,
         early_stopping=ES,
     )

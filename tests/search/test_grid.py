@@ -52,9 +52,7 @@ def test_validation(call, message):
 
 def test_search_boundary_errors(search, data):
     with pytest.raises(TypeError, match="exactly one of loss_fn and make_loss_fn"):
-        Search(
-            init_fn, sgd_factory, eval_fn=eval_fn, batch_size=8, chunk_steps=2, early_stopping=ES
-        )
+        Search(init_fn, sgd_factory, eval_fn=eval_fn, batch_size=8, eval_every=2, early_stopping=ES)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         Search(
             init_fn,
@@ -62,7 +60,7 @@ def test_search_boundary_errors(search, data):
             loss_fn=loss_fn,
             eval_fn=eval_fn,
             batch_size=0,
-            chunk_steps=2,
+            eval_every=2,
             early_stopping=ES,
         )
     with pytest.raises(ValueError, match="lacks"):
@@ -76,7 +74,7 @@ def test_search_boundary_errors(search, data):
             loss_fn=loss_fn,
             eval_fn=eval_fn,
             batch_size=8,
-            chunk_steps=2,
+            eval_every=2,
             early_stopping=ES,
             devices=len(jax.devices()) + 1,
         )
@@ -92,10 +90,10 @@ def _separate_runs(lrs, seeds, train, val):
             loss_fn,
             jdl.optim.sgd(lr),
             batch_size=32,
-            chunk_steps=CHUNK,
+            eval_every=CHUNK,
             eval_fn=eval_fn,
             early_stopping=ES,
-            num_steps=None,
+            steps=None,
         )
         return c(state, train, val)
 
@@ -169,7 +167,10 @@ def test_search_equals_separate_runs_compiles_once_and_isolates_divergence(searc
     )
     assert search.compilations == compiled
     bar = capsys.readouterr().err
-    assert f"{2 * STEPS}/{2 * STEPS}" in bar and "2/4 training" in bar  # 2 slices
+    assert f"{2 * STEPS}/{2 * STEPS}" in bar  # 2 slices
+    # The last slice's members, and the best validation loss with its hyper-parameters.
+    assert "members=2 training, 0 stopped, 2 diverged" in bar
+    assert "best_val_loss=" in bar and "(learning_rate=" in bar
     assert f"best_val_loss={np.nanmin(result.best_val_loss):.4g}" in bar
     for name in ("val_loss", "train_loss"):
         np.testing.assert_array_equal(
@@ -196,7 +197,7 @@ def test_loss_hyper_parameters_in_a_product_grid(data):
         make_loss_fn=make_loss_fn,
         eval_fn=eval_fn,
         batch_size=32,
-        chunk_steps=CHUNK,
+        eval_every=CHUNK,
         early_stopping=ES,
     )
     pop = population(product(learning_rate=[0.1], l2=[0.0, 1.0]))

@@ -58,7 +58,7 @@ def test_pbt_exploits_the_leader_and_perturbs_it(search, data):
 
 def test_validation(search, data):
     pop = population({"learning_rate": [0.1]})
-    with pytest.raises(ValueError, match="multiple of the search's chunk_steps"):
+    with pytest.raises(ValueError, match="multiple of the search's eval_every"):
         successive_halving(search, pop, *data[:2], rung_steps=CHUNK + 1)
     with pytest.raises(ValueError, match="eta must be an int >= 2"):
         successive_halving(search, pop, *data[:2], rung_steps=CHUNK, eta=1)

@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     out = {}
     for d in (4, 1):
         search = Search(init_fn, sgd_factory, loss_fn=loss_fn, eval_fn=eval_fn, batch_size=32,
-                        chunk_steps=CHUNK, early_stopping=ES, devices=d)
+                        eval_every=CHUNK, early_stopping=ES, devices=d)
         state = search.init(pop, train, val)
         leaf = jax.tree.leaves(state.train.params)[0]
         out[f"shards{d}"] = len({sh.device for sh in leaf.addressable_shards})

@@ -15,7 +15,8 @@ import optax
 import pytest
 
 from jdl.data import Dataset
-from jdl.train import Checkpoints, early_stopping, fit
+from jdl.run import Checkpoints, fit
+from jdl.train import early_stopping
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -58,7 +59,7 @@ def run(checkpoint_dir=None, callback=None, progress=False):
         train,
         val,
         eval_fn=eval_fn,
-        num_steps=200,
+        steps=200,
         batch_size=16,
         eval_every=10,
         key=3,
@@ -113,12 +114,12 @@ def test_fit_trains_once_compiled_with_history_and_early_stopping(reference):
 def test_fit_checks_its_arguments():
     train, val, params, loss_fn, eval_fn = problem()
     common = {"eval_fn": eval_fn, "batch_size": 8, "progress": False}
-    with pytest.raises(ValueError, match="num_steps"):
-        fit(loss_fn, params, optax.sgd(0.1), train, val, num_steps=0, **common)
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        fit(loss_fn, params, optax.sgd(0.1), train, val, steps=0, **common)
     with pytest.raises(ValueError, match="eval_every"):
-        fit(loss_fn, params, optax.sgd(0.1), train, val, num_steps=5, eval_every=-1, **common)
+        fit(loss_fn, params, optax.sgd(0.1), train, val, steps=5, eval_every=-1, **common)
     with pytest.raises(TypeError, match="val"):
-        fit(loss_fn, params, optax.sgd(0.1), train, (val.x, val.y), num_steps=5, **common)
+        fit(loss_fn, params, optax.sgd(0.1), train, (val.x, val.y), steps=5, **common)
 
 
 def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, reference, capsys):
@@ -134,8 +135,8 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, reference,
         timeout=120,
     )
     assert killed.returncode == 17, killed.stderr[-2000:]
-    with Checkpoints(ckpt) as c:
-        assert c.latest_step() == 20  # saved every 2 chunks: after 20 steps; killed after 30
+    with Checkpoints(ckpt, fingerprint={}) as c:
+        assert c.latest() == 2  # saved every 2 chunks (of 10 steps); killed after 3
     capsys.readouterr()
     resumed = run(checkpoint_dir=ckpt)
     assert capsys.readouterr().err == ""  # progress=False prints nothing
@@ -145,18 +146,19 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, reference,
         np.testing.assert_array_equal(a, b)
     for k in ("step", "train_loss", "val_loss", "val_accuracy"):
         assert resumed.history[k] == full.history[k], k
-    with Checkpoints(ckpt) as c:
-        assert c.latest_step() == full.history["step"][-1]  # the final state is saved
-        best, step = c.restore_best(full.best_params)
-    assert step == int(full.state.stop.best_step)
-    for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(full.best_params), strict=True):
+    assert int(resumed.state.stop.best_step) == int(full.state.stop.best_step)
+    for a, b in zip(
+        jax.tree.leaves(resumed.best_params), jax.tree.leaves(full.best_params), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
+    with Checkpoints(ckpt, fingerprint={}) as c:
+        assert c.latest() == len(full.history["step"])  # the final state is saved
     # A finished run resumes to its end without training again.
     again = run(checkpoint_dir=ckpt)
     assert again.history == resumed.history
-    # Another model cannot resume from this run's checkpoints.
+    # Another model, optimizer or budget cannot resume from this run's checkpoints.
     train, val, params, loss_fn, eval_fn = problem()
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match=r"another configuration \(differs in: .*params, program"):
         fit(
             loss_fn,
             {**params, "extra": jnp.zeros(3)},
@@ -164,11 +166,30 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, reference,
             train,
             val,
             eval_fn=eval_fn,
-            num_steps=200,
+            steps=200,
             batch_size=16,
             progress=False,
             checkpoint_dir=ckpt,
         )
+    cases = (({"optimizer": optax.adam(0.06)}, "program"), ({"steps": 190}, "program, steps"))
+    for change, differs in cases:
+        kwargs = {"optimizer": optax.adam(0.05), "steps": 200, **change}
+        with pytest.raises(ValueError, match=rf"differs in: {differs}\)"):
+            fit(
+                loss_fn,
+                params,
+                kwargs["optimizer"],
+                train,
+                val,
+                eval_fn=eval_fn,
+                steps=kwargs["steps"],
+                batch_size=16,
+                eval_every=10,
+                key=3,
+                early_stopping=early_stopping(30, min_delta=1e-3),
+                progress=False,
+                checkpoint_dir=ckpt,
+            )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from flax import nnx
 from jdl.data import Dataset
 from jdl.models.functional import functional
 from jdl.models.mlp import MLP
-from jdl.train import fit
+from jdl.run import fit
 
 RNG = np.random.default_rng(0)
 X = jnp.asarray(RNG.standard_normal((32, 4)), jnp.float32)
@@ -48,7 +48,7 @@ def run(loss=loss_fn, params=PARAMS, train=TRAIN, val=VAL, evaluate=eval_fn):
         train,
         val,
         eval_fn=evaluate,
-        num_steps=4,
+        steps=4,
         batch_size=8,
         progress=False,
     )

@@ -8,6 +8,7 @@ import pytest
 
 import jdl.optim
 from jdl.data import Dataset
+from jdl.run import RunSpec
 from jdl.train import early_stopping, init_state, make_chunk, train_step
 
 
@@ -45,10 +46,10 @@ def test_chunk_trains_compiles_once_and_is_deterministic():
             loss_fn,
             tx,
             batch_size=16,
-            chunk_steps=20,
+            eval_every=20,
             eval_fn=eval_fn,
             early_stopping=es,
-            num_steps=50,
+            steps=50,
         )
     )
     state = init_state(PARAMS, tx, es, jax.random.key(0))
@@ -100,9 +101,7 @@ def test_frozen_member_and_nonfinite_loss():
     tx_big = optax.sgd(1e4)
     big = init_state(PARAMS, tx_big, es, 0)
     blow = jax.jit(
-        make_chunk(
-            loss_fn, tx_big, batch_size=8, chunk_steps=30, eval_fn=eval_fn, early_stopping=es
-        )
+        make_chunk(loss_fn, tx_big, batch_size=8, eval_every=30, eval_fn=eval_fn, early_stopping=es)
     )
     big, metrics = blow(big, TRAIN, VAL)
     assert bool(big.stop.diverged) and bool(big.stop.should_stop)
@@ -118,7 +117,7 @@ def test_vmap_over_learning_rates_equals_separate_runs():
     def run(lr, key):
         tx = jdl.optim.sgd(lr)
         chunk = make_chunk(
-            loss_fn, tx, batch_size=16, chunk_steps=15, eval_fn=eval_fn, early_stopping=es
+            loss_fn, tx, batch_size=16, eval_every=15, eval_fn=eval_fn, early_stopping=es
         )
         state = init_state(PARAMS, tx, es, key)
         return chunk(state, TRAIN, VAL)
@@ -135,24 +134,21 @@ def test_vmap_over_learning_rates_equals_separate_runs():
     assert losses[0] > losses[1] > losses[2]
 
 
-def test_bad_arguments_raise_clearly():
+def test_bad_arguments_raise_clearly_at_the_boundary():
+    """The compiled pieces do not re-check; the run spec and the boundary do, once."""
     es = early_stopping(10)
     tx = optax.sgd(0.1)
-    with pytest.raises(ValueError, match="chunk_steps"):
-        make_chunk(loss_fn, tx, batch_size=8, chunk_steps=0, eval_fn=eval_fn, early_stopping=es)
-    with pytest.raises(ValueError, match="batch_size"):
-        train_step(loss_fn, tx, batch_size=0)
+    common = {"loss_fn": loss_fn, "eval_fn": eval_fn}
+    with pytest.raises(ValueError, match="eval_every must be a positive int"):
+        RunSpec(tx, batch_size=8, eval_every=0, early_stopping=es, **common)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        RunSpec(tx, batch_size=0, eval_every=2, early_stopping=es, **common)
     with pytest.raises(TypeError, match="early_stopping"):
-        make_chunk(loss_fn, tx, batch_size=8, chunk_steps=2, eval_fn=eval_fn, early_stopping=3)
-    with pytest.raises(TypeError, match="tx"):
+        RunSpec(tx, batch_size=8, eval_every=2, early_stopping=3, **common)
+    with pytest.raises(TypeError, match="exactly one of loss_fn and make_loss_fn"):
+        RunSpec(tx, eval_fn=eval_fn, batch_size=8, eval_every=2)
+    with pytest.raises(TypeError, match="optimizer"):
         init_state(PARAMS, "adam", es, 0)
-    chunk = make_chunk(
-        loss_fn,
-        tx,
-        batch_size=8,
-        chunk_steps=2,
-        early_stopping=es,
-        eval_fn=lambda p, d: {"mse": jnp.zeros(())},
-    )
+    spec = RunSpec(tx, lambda p, d: {"mse": jnp.zeros(())}, 8, 2, es, loss_fn=loss_fn)
     with pytest.raises(ValueError, match="'loss'"):
-        jax.eval_shape(chunk, init_state(PARAMS, tx, es, 0), TRAIN, VAL)
+        spec.check({}, PARAMS, jax.random.key(0), TRAIN, VAL)

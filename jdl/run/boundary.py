@@ -1,4 +1,5 @@
-"""Checks of the user's data and functions at ``fit``'s boundary, before anything compiles.
+"""Checks of the user's data and functions at a run's boundary (``fit`` and a search alike),
+before anything compiles.
 
 ``jax.eval_shape`` runs ``loss_fn`` (and its gradient) on one batch's shapes and ``eval_fn`` on
 the validation data's: nothing is computed or compiled, and a function that does not fit the data
@@ -7,18 +8,13 @@ fails with a message that names it and its inputs, the original error on one lin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jdl.data import Dataset
-from jdl.train.state import LossFn, Params, TrainState
 from jdl.train.step import step_key
-
-if TYPE_CHECKING:
-    from jdl.train.loop import EvalFn
+from jdl.types import EvalFn, LossFn, Params
 
 
 def _describe(a: object) -> str:
@@ -129,14 +125,22 @@ def _kind(dtype: jax.typing.DTypeLike) -> str:
 def check_functions(
     loss_fn: LossFn,
     eval_fn: EvalFn,
-    state: TrainState,
+    params: Params,
+    key: jax.Array,
     train: Dataset,
     val: Dataset,
     batch_size: int,
 ) -> None:
     """Runs ``loss_fn`` (and its gradient) on one batch's shapes and ``eval_fn`` on the
     validation data's with ``jax.eval_shape``: nothing is computed or compiled, and a function
-    that does not fit the data fails here with a message naming it and its inputs."""
+    that does not fit the data fails here with a message naming it and its inputs.
+
+    Args:
+      loss_fn, eval_fn: the run's functions (a search's for one configuration).
+      params: the initial parameters (arrays or ``jax.ShapeDtypeStruct``s) of one member.
+      key: the run's PRNG key (or its shape).
+      train, val: the data sets; batch_size: the mini-batch size.
+    """
     # The dtypes as compiled code sees them (float64 is float32 unless x64 is enabled).
     batch = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(
@@ -147,8 +151,8 @@ def check_functions(
     val = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype)), val
     )
-    params = jax.eval_shape(lambda p: p, state.params)
-    key = jax.eval_shape(step_key, state.key, state.step)
+    params = jax.eval_shape(lambda p: p, params)
+    key = jax.eval_shape(step_key, key, 0)
     summary = _describe_params(params)
     on = f"a batch of {_describe_data(batch)} and params {summary}"
     try:

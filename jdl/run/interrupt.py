@@ -1,4 +1,4 @@
-"""Ctrl-C during a search: stop after the chunk in flight and keep what was trained."""
+"""Ctrl-C during a run: stop after the chunk in flight and keep what was trained."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Any
 
 import jax
 
-from jdl.search.programs import SearchState
-
 
 class Interrupt:
-    """Ctrl-C during `Search.run`, taken between chunks.
+    """Ctrl-C during a run (`jdl.run.drive`), taken between chunks.
 
     A chunk donates the state it advances, so a KeyboardInterrupt raised while one is
     dispatched can lose the members' state. Inside this context (in the main thread, over
@@ -47,9 +45,9 @@ class Interrupt:
         os.write(2, b"\nstopping after the chunk in flight (Ctrl-C again to abort)\n")
 
 
-def intact(state: SearchState | None) -> bool:
+def intact(state: Any) -> bool:
     """Whether the state's buffers still exist (a chunk donates them)."""
     if state is None:
         return False
-    leaves = jax.tree.leaves((state.train, state.last, state.at_best))
+    leaves = jax.tree.leaves(state)
     return not any(isinstance(a, jax.Array) and a.is_deleted() for a in leaves)
