@@ -36,7 +36,7 @@ import jdl.optim
 from experiments.cli import Parser, hidden_sizes, positive_numbers
 from experiments.mlp_classifier import mlp_classifier
 from jdl.data import digits
-from jdl.search import Search, log_grid, make_adaptive, product
+from jdl.search import AdaptiveState, Search, log_grid, make_adaptive, product, run_adaptive
 from jdl.search import population as make_population
 from jdl.search.report import write_json
 from jdl.train import early_stopping, init_state
@@ -144,32 +144,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fixed = summary(np.flatnonzero(constant), "fixed")
     decay = summary(np.flatnonzero(~constant), "decay")
 
-    # Adaptive re-estimation: one compiled program, vmapped over the seeds.
-    run = jax.jit(
-        jax.vmap(
-            make_adaptive(
-                loss_fn,
-                make_tx,
-                batch_size=cfg.batch_size,
-                period=cfg.period,
-                probe_steps=cfg.probe_steps,
-                multipliers=cfg.multipliers,
-                eval_fn=eval_fn,
-                early_stopping=es,
-                num_rounds=cfg.rounds,
-            ),
-            in_axes=(0, None, None, None, None),
-        )
+    # Adaptive re-estimation: one compiled round, vmapped over the seeds, on the run driver.
+    round_fn = make_adaptive(
+        loss_fn,
+        make_tx,
+        batch_size=cfg.batch_size,
+        period=cfg.period,
+        probe_steps=cfg.probe_steps,
+        multipliers=cfg.multipliers,
+        eval_fn=eval_fn,
+        early_stopping=es,
     )
     states = []
     for seed in range(cfg.seeds):
         k_init, k_run = jax.random.split(jax.random.key(seed))
         states.append(init_state(init_fn(k_init), make_tx(cfg.initial_lr), es, k_run))
-    states = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    lr0 = jnp.full((cfg.seeds,), cfg.initial_lr, jnp.float32)
+    states = AdaptiveState(jax.tree.map(lambda *xs: jnp.stack(xs), *states), lr0)
     rng = np.random.default_rng(0)
     probe_idx = np.sort(rng.choice(n_train, cfg.probe_size, replace=False))
     probe = jax.tree.map(lambda a: a[probe_idx], splits.train)
-    final, _, history = run(states, cfg.initial_lr, splits.train, splits.val, probe)
+    adaptive_run = run_adaptive(
+        round_fn, states, splits.train, splits.val, probe, rounds=cfg.rounds
+    )
+    final, history = adaptive_run.state.train, adaptive_run.history
     test_eval = jax.vmap(eval_fn, in_axes=(0, None))(final.stop.best_params, splits.test)
     lrs = np.asarray(history.learning_rate)  # (S, rounds)
     best_metric = np.asarray(final.stop.best_metric)

@@ -7,13 +7,12 @@ stop, and what restoring the best model buys.
         [--no-progress] [--out DIR]
 
 Trains an MLP with Adam on a small stratified subset of the digits (``--train-size``; 0 uses
-the whole training split) with `jdl.run.fit` for ``--steps`` (long enough to overfit),
-keeping the parameters after every evaluation. Two rules are then fed the recorded validation
-losses through their own ``update``: Keras-style patience (deadline t* + p) and Bengio's
+the whole training split) with `jdl.run.fit` for ``--steps`` without early stopping (long
+enough to overfit: the reference curve), then once with each rule,
+``fit(..., early_stopping=rule)``: Keras-style patience (deadline t* + p) and Bengio's
 multiplicative patience increase (deadline max(T, t* k), improvements relative to
-``--improvement``). With the same seed a run trains along the same trajectory whatever its
-rule, so this is what ``fit(..., early_stopping=rule)`` computes, with one compile instead of
-three. Patience is in optimizer steps. Writes ``curves.png`` (training and validation loss
+``--improvement``). With the same seed every run trains along the same trajectory until its
+rule stops it. Patience is in optimizer steps. Writes ``curves.png`` (training and validation loss
 against steps, each rule's stop and best step) and ``results.json`` (per rule: stop step,
 best step, best validation loss, test accuracy of the restored best model and of the final
 model at the stop; rule "none" is the whole run) into ``--out``.
@@ -29,9 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -41,14 +38,8 @@ import jdl.optim
 from experiments.cli import Parser, hidden_sizes
 from jdl.data import Dataset, digits, stratified_subset
 from jdl.models import MLP, functional
-from jdl.train import (
-    EarlyStopping,
-    EarlyStoppingState,
-    FitResult,
-    classification,
-    early_stopping,
-    fit,
-)
+from jdl.run import FitResult, fit
+from jdl.train import EarlyStopping, classification, early_stopping
 
 PROG = "python -m experiments.early_stopping"
 
@@ -101,55 +92,31 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(**vars(a))
 
 
-def _train(
+def _runs(
     cfg: Config, train: Dataset, val: Dataset, test: Dataset
-) -> tuple[FitResult, list[Any], Callable[[Any], float]]:
-    """The long run without early stopping, the parameters after every chunk, and the test
-    accuracy function."""
+) -> tuple[dict[str, FitResult], Callable[[Any], float]]:
+    """The run without early stopping (rule "none") and one run per rule, all through `fit`
+    from the same initial parameters and seed; and the test accuracy function."""
     apply_fn, params = functional(MLP((train.x.shape[1], *cfg.hidden, 10), rngs=nnx.Rngs(cfg.seed)))
-
     loss_fn, eval_fn = classification(apply_fn)
-
-    # The state is donated to the next chunk: keep host copies of the parameters.
-    snapshots = [jax.tree.map(np.array, params)]
-    result = fit(
-        loss_fn,
-        params,
-        jdl.optim.adam(cfg.learning_rate),
-        train,
-        val,
-        eval_fn=eval_fn,
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        eval_every=cfg.eval_every,
-        key=cfg.seed,
-        progress=cfg.progress,
-        callback=lambda state, _: snapshots.append(jax.tree.map(np.array, state.params)),
-    )
+    runs = {}
+    for name, rule in {"none": None, **_rules(cfg)}.items():
+        runs[name] = fit(
+            loss_fn,
+            params,
+            jdl.optim.adam(cfg.learning_rate),
+            train,
+            val,
+            eval_fn=eval_fn,
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            eval_every=cfg.eval_every,
+            early_stopping=rule,
+            key=cfg.seed,
+            progress=cfg.progress,
+        )
     test_accuracy = jax.jit(lambda p: eval_fn(p, test)["accuracy"])
-    return result, snapshots, lambda p: float(test_accuracy(p))
-
-
-def _replay(rule: EarlyStopping, history: dict[str, list[float]]) -> tuple[int, int, bool]:
-    """Feeds the recorded validation losses to ``rule.update`` (what ``fit(...,
-    early_stopping=rule)`` computes on the same trajectory). Returns the index of the chunk
-    where it stops (the last one if it never does), the index of the best chunk (-1: none)
-    and whether it stopped."""
-
-    def body(state: EarlyStoppingState, inp: tuple[jax.Array, ...]) -> tuple[Any, jax.Array]:
-        metric, step, index = inp
-        state = rule.update(state, metric, step, index)
-        return state, state.should_stop
-
-    inputs = (
-        jnp.asarray(history["val_loss"], jnp.float32),
-        jnp.asarray(history["step"], jnp.int32),
-        jnp.arange(len(history["step"]), dtype=jnp.int32),
-    )
-    state, stops = jax.lax.scan(body, rule.init(jnp.asarray(-1, jnp.int32)), inputs)
-    stops = np.asarray(stops)
-    stop = int(np.argmax(stops)) if stops.any() else len(stops) - 1
-    return stop, int(state.best_params), bool(stops.any())
+    return runs, lambda p: float(test_accuracy(p))
 
 
 def _rules(cfg: Config) -> dict[str, EarlyStopping]:
@@ -165,23 +132,17 @@ def _rules(cfg: Config) -> dict[str, EarlyStopping]:
     }
 
 
-def _summary(
-    history: dict[str, list[float]],
-    snapshots: list[Any],
-    stop: int,
-    best: int,
-    stopped: bool,
-    test_accuracy: Callable[[Any], float],
-) -> dict[str, Any]:
-    """A rule's outcome from chunk indices (``snapshots[i + 1]`` follows chunk i)."""
+def _summary(result: FitResult, test_accuracy: Callable[[Any], float]) -> dict[str, Any]:
+    """A rule's outcome: where it stopped, the best model it restored, and both on test."""
+    stop = result.state.stop
     return {
-        "stopped_early": stopped,
-        "stop_step": history["step"][stop],
-        "best_step": history["step"][best] if best >= 0 else 0,
-        "best_val_loss": history["val_loss"][best] if best >= 0 else None,
-        "final_val_loss": history["val_loss"][stop],
-        "test_accuracy_restored": test_accuracy(snapshots[best + 1]),
-        "test_accuracy_final": test_accuracy(snapshots[stop + 1]),
+        "stopped_early": bool(stop.should_stop) and not bool(stop.diverged),
+        "stop_step": int(result.state.step),
+        "best_step": max(int(stop.best_step), 0),
+        "best_val_loss": float(stop.best_metric),
+        "final_val_loss": result.history["val_loss"][-1],
+        "test_accuracy_restored": test_accuracy(result.best_params),
+        "test_accuracy_final": test_accuracy(result.state.params),
     }
 
 
@@ -224,21 +185,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"--train-size must be at most the {train.x.shape[0]} training examples"
             )
         train = stratified_subset(train, cfg.train_size, seed=cfg.seed)
-    result, snapshots, test_accuracy = _train(cfg, train, splits.val, splits.test)
-    history = result.history
-    best_step = int(result.state.stop.best_step)
-    rules = {
-        "none": _summary(
-            history,
-            snapshots,
-            len(history["step"]) - 1,
-            history["step"].index(best_step) if best_step in history["step"] else -1,
-            bool(result.state.stop.should_stop),
-            test_accuracy,
-        )
-    }
-    for name, rule in _rules(cfg).items():
-        rules[name] = _summary(history, snapshots, *_replay(rule, history), test_accuracy)
+    runs, test_accuracy = _runs(cfg, train, splits.val, splits.test)
+    history = runs["none"].history
+    rules = {name: _summary(result, test_accuracy) for name, result in runs.items()}
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(train.x.shape[0]),

@@ -44,9 +44,9 @@ from experiments.cli import Parser, hidden_sizes, numbers
 from jdl.data import digits, stratified_subset
 from jdl.losses import accuracy
 from jdl.models import stacked_classifier
-from jdl.run import fine_tune, pretrain_layerwise
-from jdl.models.stacked import NOISES
 from jdl.optim import adam
+from jdl.run import fine_tune, pretrain_layerwise
+from jdl.run.pretraining import NOISES
 
 PROG = "python -m experiments.stacked_denoising"
 NUM_CLASSES = 10

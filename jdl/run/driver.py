@@ -72,7 +72,10 @@ class Run(Protocol):
 class Scheduler(Protocol):
     """A rule that rewrites the population between chunks (halving, PBT, ...), keeping its
     shape. Its ``log`` is JSON data saved with every checkpoint and given back to ``load``
-    on resume, so a resumed run decides as the uninterrupted one would."""
+    on resume, so a resumed run decides as the uninterrupted one would; its ``config`` (JSON
+    data: its kind and settings) is part of the run's fingerprint."""
+
+    config: dict[str, Any]
 
     def __call__(self, state: Any, chunk: int, row: Row) -> Any:
         """The state after chunk number ``chunk`` (1-based) whose record is ``row``."""

@@ -73,6 +73,7 @@ class Halving:
     def __init__(self, search: Search, num_configs: int, rung_chunks: int, rungs: int, eta: int):
         self._search, self._n = search, num_configs
         self._rung_chunks, self._rungs, self._eta = rung_chunks, rungs, eta
+        self.config = {"kind": "halving", "rung_chunks": rung_chunks, "rungs": rungs, "eta": eta}
         self.load({})
 
     def log(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class Halving:
         }
 
     def load(self, log: dict[str, Any]) -> None:
-        self._hparams = {k: np.asarray(v, np.float64) for k, v in log.get("hparams", {}).items()}
+        self._hparams = {k: np.asarray(v, np.float32) for k, v in log.get("hparams", {}).items()}
         self._lineage = list(log.get("lineage", []))
         self._survivors = list(log.get("survivors", []))
         self._alive = np.asarray(log.get("alive", range(self._n)), np.int64)

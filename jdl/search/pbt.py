@@ -73,6 +73,14 @@ class PBT:
         self._every, self._chunks, self._key = chunks_per_event, num_chunks, key
         self._q = max(1, int(fraction * num_configs))
         self._factors, self._bounds = factors, bounds
+        self.config = {
+            "kind": "pbt",
+            "chunks_per_event": chunks_per_event,
+            "key": np.asarray(jax.random.key_data(key)).tolist(),
+            "fraction": fraction,
+            "factors": factors.tolist(),
+            "bounds": {k: list(v) for k, v in sorted(bounds.items())},
+        }
         self.load({})
 
     def log(self) -> dict[str, Any]:
@@ -83,7 +91,7 @@ class PBT:
         }
 
     def load(self, log: dict[str, Any]) -> None:
-        self._hparams = {k: np.asarray(v, np.float64) for k, v in log.get("hparams", {}).items()}
+        self._hparams = {k: np.asarray(v, np.float32) for k, v in log.get("hparams", {}).items()}
         self._lineage = list(log.get("lineage", []))
         self._event_steps = list(log.get("event_steps", []))
 

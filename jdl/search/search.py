@@ -200,7 +200,10 @@ class Search(Members):
                 try:
                     state = self.init(sub, train, val, size=part, ahead=(last_steps,))
                     run = PopulationRun(self, train, val, last_steps, kept, best)
-                    with self._checkpoints(folder, sub, state, train, val, steps) as ckpt:
+                    checkpoints = self._checkpoints(
+                        folder, sub, state, train, val, steps, scheduler
+                    )
+                    with checkpoints as ckpt:
                         outcome = drive(
                             run,
                             state,
@@ -246,6 +249,7 @@ class Search(Members):
         train: Dataset,
         val: Dataset,
         steps: int,
+        scheduler: Scheduler | None,
     ) -> contextlib.AbstractContextManager[Checkpoints | None]:
         """The checkpoints of one slice's run, with the fingerprint of its configuration."""
         if folder is None:
@@ -260,7 +264,8 @@ class Search(Members):
             eval_every=self.eval_every,
             batch_size=self.spec.batch_size,
             data=[train.x, train.y, val.x, val.y],
-            params=jax.tree.leaves(state.train.params),
+            params=jax.tree.leaves(self.seed_params(pop)),
             devices=self.num_devices,
+            scheduler=None if scheduler is None else scheduler.config,
         )
         return Checkpoints(folder, fingerprint=print_)

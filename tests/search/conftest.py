@@ -1,5 +1,7 @@
 """A tiny classification problem shared by the search tests: an MLP 64-16-10 on 240 digits."""
 
+import functools
+
 import jax
 import pytest
 from flax import nnx
@@ -28,14 +30,20 @@ def eval_fn(params, data: Dataset):
     return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
 
 
-@pytest.fixture(scope="session")
-def data():
+@functools.cache
+def data_sets():
+    """240 training, 100 validation and 100 test digits."""
     s = digits()
     return (
         Dataset(s.train.x[:240], s.train.y[:240]),
         Dataset(s.val.x[:100], s.val.y[:100]),
         Dataset(s.test.x[:100], s.test.y[:100]),
     )
+
+
+@pytest.fixture(scope="session")
+def data():
+    return data_sets()
 
 
 TRACES = {"optimizer": 0}

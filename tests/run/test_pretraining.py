@@ -78,7 +78,7 @@ def test_pretraining_stacking_and_fine_tuning():
 
 def test_bad_arguments_raise_clear_errors():
     x = jnp.zeros((8, 4))
-    common = {"tx": optax.sgd(0.1), "key": jax.random.key(0)}
+    common = {"optimizer": optax.sgd(0.1), "key": jax.random.key(0)}
     with pytest.raises(ValueError, match="one level per layer"):
         pretrain_layerwise(x, x, (3, 2), noise_levels=(0.1,), **common)
     with pytest.raises(ValueError, match="noise must be one of"):
