@@ -2,7 +2,7 @@
 
     python -m experiments.lr_search [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0]
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
-        [--patience N] [--devices N] [--out DIR]
+        [--patience N] [--devices N] [--out DIR] [--checkpoint-dir DIR] [--export-best DIR]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
 
 Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
@@ -14,7 +14,11 @@ loss against the learning rate: the course's too small / just right / too large 
 
 Ctrl-C stops the search after the chunk in flight: the four files then hold the members as
 far as they got, results.json says ``"interrupted": true``, and the program exits with status
-130. A second Ctrl-C aborts.
+130. A second Ctrl-C aborts. With ``--checkpoint-dir`` the whole population is saved after
+every chunk (and on Ctrl-C): the same command again resumes where it stopped, even after a
+kill, and ends with the uninterrupted search's results; a checkpoint of another configuration
+is refused. ``--export-best DIR`` writes the best member's early-stopped parameters
+(`jdl.run.save_params`; read them with `jdl.run.load_params` and continue with `jdl.run.fit`).
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 import jdl.optim
 from experiments.cli import Parser, hidden_sizes
 from experiments.mlp_classifier import mlp_classifier
 from jdl.data import digits
+from jdl.run import ConfigurationMismatchError, save_params
 from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
 from jdl.search.report import (
     aggregate,
@@ -76,6 +82,8 @@ class Config:
     patience: int = 200  # in optimizer steps
     devices: int | None = None  # None: every device
     out: str = "runs/lr_search"
+    checkpoint_dir: str | None = None
+    export_best: str | None = None
     distributed: bool = False
     coordinator: str | None = None
     num_processes: int | None = None
@@ -102,6 +110,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="devices to shard the members over (default: all; on a CPU host, one per core)",
     )
     p.add_argument("--out", default=d.out)
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="save the search after every chunk; the same command resumes from it",
+    )
+    p.add_argument(
+        "--export-best",
+        default=None,
+        help="write the best member's parameters to this folder (jdl.run.load_params)",
+    )
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -177,7 +195,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     pop = population({"learning_rate": log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)}, cfg.seeds)
     start = time.perf_counter()
-    result = search.run(pop, splits.train, splits.val, steps=cfg.steps, test=splits.test)
+    try:
+        result = search.run(
+            pop,
+            splits.train,
+            splits.val,
+            steps=cfg.steps,
+            test=splits.test,
+            checkpoint_dir=cfg.checkpoint_dir,
+        )
+    except ConfigurationMismatchError as e:
+        Parser(prog=PROG).error(str(e))
     wall = time.perf_counter() - start
     rows = records(result)
     by = ["learning_rate"]
@@ -243,6 +271,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{best['best_val_loss_mean']:.4f}, test accuracy {best['test_accuracy_mean']:.4f})"
         )
         print(f"wrote {out}/results.json, results.csv, lr_curve.png, curves.png")
+        if cfg.export_best is not None:
+            h = int(np.flatnonzero(pop.hparams["learning_rate"] == best["learning_rate"])[0])
+            seed = int(
+                np.argmin(np.where(result.diverged[:, h], np.inf, result.best_val_loss[:, h]))
+            )
+            member = result.member(h, seed)
+            save_params(cfg.export_best, member.best_params)
+            print(
+                f"wrote the parameters of the best member (learning rate "
+                f"{member.hparams['learning_rate']:.4g}, seed {member.seed}) to {cfg.export_best}"
+            )
         if result.interrupted:
             print(
                 f"interrupted at step {int(result.steps.max())} of {cfg.steps}: the files hold "

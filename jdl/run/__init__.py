@@ -8,7 +8,13 @@ names a run's parts once, for a single run and a population alike; the boundary'
 """
 
 from jdl.run.boundary import check_data, check_functions
-from jdl.run.checkpoint import Checkpoints, ConfigurationMismatchError, fingerprint
+from jdl.run.checkpoint import (
+    Checkpoints,
+    ConfigurationMismatchError,
+    fingerprint,
+    load_params,
+    save_params,
+)
 from jdl.run.driver import Outcome, Progress, Run, Scheduler, drive
 from jdl.run.fit import FitResult, fit
 from jdl.run.pretraining import LayerwisePretraining, fine_tune, pretrain_layerwise
@@ -30,5 +36,7 @@ __all__ = [
     "fine_tune",
     "fingerprint",
     "fit",
+    "load_params",
     "pretrain_layerwise",
+    "save_params",
 ]

@@ -22,7 +22,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpoints", "ConfigurationMismatchError", "fingerprint"]
+__all__ = [
+    "Checkpoints",
+    "ConfigurationMismatchError",
+    "fingerprint",
+    "load_params",
+    "save_params",
+]
 
 Record = dict[str, Any]
 
@@ -174,6 +180,23 @@ class Checkpoints:
             raise ValueError(f"no checkpoint in {self.directory} can be read")
         return None
 
+    def verify(self) -> None:
+        """Refuses, before anything runs, a folder whose latest checkpoint another
+        configuration wrote.
+
+        Raises:
+          ConfigurationMismatchError: as `restore` would.
+        """
+        chunk = self._manager.latest_step()
+        if chunk is None:
+            return
+        try:
+            args = ocp.args.Composite(record=ocp.args.JsonRestore())
+            record = self._manager.restore(chunk, args=args).record
+        except Exception:  # unreadable: restore falls back to an earlier one
+            return
+        self._check(record, chunk)
+
     def _check(self, record: Record, chunk: int) -> None:
         saved = record.get("fingerprint", {})
         names = set(saved) | set(self.fingerprint)
@@ -199,3 +222,30 @@ class Checkpoints:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def save_params(path: str | os.PathLike, params: Any) -> None:
+    """Writes a pytree of parameters to the folder ``path`` with orbax, atomically (a
+    temporary folder renamed when complete); an existing ``path`` is replaced.
+
+    `load_params` reads it back, for example to continue training with `jdl.run.fit`."""
+    path = os.path.abspath(os.fspath(path))
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path, params, force=True)
+
+
+def load_params(path: str | os.PathLike) -> Any:
+    """The pytree of parameters that `save_params` wrote to ``path``, as NumPy arrays.
+
+    Raises:
+      ValueError: ``path`` is not a folder that `save_params` wrote.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise ValueError(f"{path} is not a folder of saved parameters")
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            return jax.tree.map(np.asarray, checkpointer.restore(path))
+    except Exception as e:
+        reason = " ".join(str(e).split())[:200]
+        raise ValueError(f"cannot read parameters from {path}: {type(e).__name__}: {reason}") from e

@@ -17,7 +17,7 @@ from jdl.search.adaptive import (
 from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import Halving, HalvingResult, rank_scores, successive_halving
 from jdl.search.pbt import PBT, PBTResult, population_based_training
-from jdl.search.results import SearchResult
+from jdl.search.results import Member, SearchResult
 from jdl.search.search import Search, SearchState
 from jdl.search.sharding import initialize_distributed, member_mesh, use_cpu_cores
 
@@ -29,6 +29,7 @@ __all__ = [
     "HParams",
     "Halving",
     "HalvingResult",
+    "Member",
     "PBTResult",
     "Population",
     "Search",

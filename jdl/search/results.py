@@ -12,9 +12,31 @@ from jdl.search.grid import Population
 from jdl.search.sharding import to_host
 from jdl.train import TrainState
 
-__all__ = ["SearchResult", "assemble", "gather"]
+__all__ = ["Member", "SearchResult", "assemble", "gather"]
 
 Params = Any
+
+
+class Member(NamedTuple):
+    """One member of a search, in the form `jdl.run.fit` takes: its hyper-parameters and its
+    parameters (continue training with ``fit(loss_fn, member.best_params, optimizer(
+    member.hparams), ...)``).
+
+    Attributes:
+      hparams: the configuration's hyper-parameters, as Python floats.
+      seed: the member's seed.
+      best_params: the parameters at its best validation loss (the early-stopped model).
+      params: its parameters at the end.
+      best_val_loss: its best validation loss.
+      steps: the optimizer steps it took.
+    """
+
+    hparams: dict[str, float]
+    seed: int
+    best_params: Params
+    params: Params
+    best_val_loss: float
+    steps: int
 
 
 class SearchResult(NamedTuple):
@@ -57,6 +79,28 @@ class SearchResult(NamedTuple):
     params: Params
     timing: dict[str, float]
     interrupted: bool = False
+
+    def member(self, config: int, seed: int = 0) -> Member:
+        """Member (seed, config) as a `Member`: configuration index ``config`` (into
+        ``population.hparams``) and seed index ``seed`` (into ``population.seeds``)."""
+        num_seeds, num_configs = self.steps.shape
+        if not (0 <= config < num_configs and 0 <= seed < num_seeds):
+            raise IndexError(
+                f"member (config {config}, seed {seed}) outside the {num_configs} "
+                f"configurations x {num_seeds} seeds"
+            )
+
+        def take(tree: Params) -> Params:
+            return jax.tree.map(lambda a: a[seed, config], tree)
+
+        return Member(
+            hparams=self.population.config(config),
+            seed=int(self.population.seeds[seed]),
+            best_params=take(self.best_params),
+            params=take(self.params),
+            best_val_loss=float(self.best_val_loss[seed, config]),
+            steps=int(self.steps[seed, config]),
+        )
 
 
 def gather(

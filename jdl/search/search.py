@@ -188,8 +188,8 @@ class Search(Members):
         part = padded_size(min(part, num_configs), self.num_devices)
         slices = range(0, num_configs, part)
         pieces, interrupted, best = [], False, (float("inf"), "")
-        bar = tqdm(total=len(slices) * steps, disable=not progress, unit="step")
-        with bar:
+        bar = None
+        with contextlib.ExitStack() as stack:
             for lo in slices:
                 sub = Population({k: v[lo : lo + part] for k, v in pop.hparams.items()}, pop.seeds)
                 folder = None
@@ -203,6 +203,11 @@ class Search(Members):
                     checkpoints = self._checkpoints(
                         folder, sub, state, train, val, steps, scheduler
                     )
+                    if bar is None:  # after a checkpoint's checks: their errors come first
+                        total = len(slices) * steps
+                        bar = stack.enter_context(
+                            tqdm(total=total, disable=not progress, unit="step")
+                        )
                     with checkpoints as ckpt:
                         outcome = drive(
                             run,
@@ -268,4 +273,10 @@ class Search(Members):
             devices=self.num_devices,
             scheduler=None if scheduler is None else scheduler.config,
         )
-        return Checkpoints(folder, fingerprint=print_)
+        checkpoints = Checkpoints(folder, fingerprint=print_)
+        try:
+            checkpoints.verify()
+        except ValueError:
+            checkpoints.close()
+            raise
+        return checkpoints

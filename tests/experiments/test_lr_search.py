@@ -7,7 +7,11 @@ import signal
 
 import pytest
 
+import jdl.optim
 from experiments import lr_search
+from experiments.mlp_classifier import mlp_classifier
+from jdl.data import digits
+from jdl.run import fit, load_params
 from jdl.search import Search
 
 MEMBER_KEYS = {
@@ -25,30 +29,33 @@ MEMBER_KEYS = {
 
 def test_lr_search_small(tmp_path, capsys):
     out = tmp_path / "run"
-    lr_search.main(
-        [
-            "--num-lrs",
-            "3",
-            "--lr-min",
-            "1e-2",
-            "--lr-max",
-            "100",
-            "--seeds",
-            "2",
-            "--steps",
-            "45",
-            "--batch-size",
-            "32",
-            "--hidden",
-            "16",
-            "--patience",
-            "20",
-            "--optimizer",
-            "sgd",
-            "--out",
-            str(out),
-        ]
-    )
+    argv = [
+        "--num-lrs",
+        "3",
+        "--lr-min",
+        "1e-2",
+        "--lr-max",
+        "100",
+        "--seeds",
+        "2",
+        "--steps",
+        "45",
+        "--batch-size",
+        "32",
+        "--hidden",
+        "16",
+        "--patience",
+        "20",
+        "--optimizer",
+        "sgd",
+        "--out",
+        str(out),
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+        "--export-best",
+        str(tmp_path / "best"),
+    ]
+    lr_search.main(argv)
     for name in ("results.json", "results.csv", "lr_curve.png", "curves.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
@@ -71,6 +78,41 @@ def test_lr_search_small(tmp_path, capsys):
     assert len(rows) == 6 and set(rows[0]) >= MEMBER_KEYS
     printed = capsys.readouterr().out
     assert "best learning rate:" in printed and "best_val_loss_mean" in printed  # seed aggregate
+
+    # The best member's parameters, exported, continue training with fit from where they were.
+    assert f"to {tmp_path / 'best'}" in printed
+    exported = load_params(tmp_path / "best")
+    features = (64, 16, 10)
+    _, loss_fn, eval_fn = mlp_classifier(features)
+    splits = digits(seed=0)
+    before = float(eval_fn(exported, splits.val)["loss"])
+    best = min((m for m in saved["members"] if not m["diverged"]), key=lambda m: m["best_val_loss"])
+    assert before == pytest.approx(best["best_val_loss"], rel=1e-5)
+    more = fit(
+        loss_fn,
+        exported,
+        jdl.optim.sgd(saved["best"]["learning_rate"]),
+        splits.train,
+        splits.val,
+        eval_fn=eval_fn,
+        steps=20,
+        batch_size=32,
+        eval_every=20,
+        progress=False,
+    )
+    assert int(more.state.step) == 20 and math.isfinite(more.history["val_loss"][0])
+
+    # The same command again resumes from the finished checkpoint: the same members.
+    lr_search.main(argv)
+    again = json.loads((out / "results.json").read_text())
+    assert again["members"] == saved["members"]
+    # Another grid refuses the checkpoint, in one line, with status 2.
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        lr_search.main([*argv[:1], "2", *argv[2:]])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "another configuration (differs in: hparams" in err and err.count("\n") == 1
 
 
 @pytest.mark.usefixtures("interactive_sigint")
