@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdl.hyperparams import is_traced
+
 __all__ = [
     "adversarial_pgd",
     "gaussian_noise",
@@ -41,7 +43,7 @@ def _check_batch(x: jax.typing.ArrayLike) -> jax.Array:
 
 
 def _check_probability(name: str, p: jax.typing.ArrayLike) -> None:
-    if isinstance(p, jax.core.Tracer):
+    if is_traced(p):
         return
     arr = np.asarray(p)
     if arr.ndim != 0 or not 0.0 <= float(arr) <= 1.0:
@@ -49,7 +51,7 @@ def _check_probability(name: str, p: jax.typing.ArrayLike) -> None:
 
 
 def _check_nonnegative(name: str, value: jax.typing.ArrayLike) -> None:
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         return
     arr = np.asarray(value)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
@@ -246,7 +248,7 @@ def adversarial_pgd(
     _check_nonnegative("epsilon", epsilon)
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    concrete_step = step_size is not None and not isinstance(step_size, jax.core.Tracer)
+    concrete_step = step_size is not None and not is_traced(step_size)
     if concrete_step and not float(np.asarray(step_size)) > 0:
         raise ValueError(f"step_size must be > 0, got {step_size!r}")
     if norm not in ("l2", "linf"):

@@ -14,7 +14,28 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["check_coefficient", "check_count", "check_interval", "check_learning_rate"]
+__all__ = [
+    "check_coefficient",
+    "check_count",
+    "check_interval",
+    "check_learning_rate",
+    "is_traced",
+]
+
+
+def is_traced(value: Any) -> bool:
+    """True for an abstract value inside ``jit``/``vmap``/``grad`` (a tracer), whose number is
+    not known until it runs; False for Python numbers, NumPy arrays and concrete JAX arrays.
+
+    Asked through public API only: a tracer refuses conversion to a NumPy array.
+    """
+    if not isinstance(value, jax.Array):
+        return False
+    try:
+        np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return True
+    return False
 
 
 def check_interval(
@@ -43,7 +64,7 @@ def check_interval(
       TypeError: ``value`` is not a real number or an array of real numbers.
       ValueError: a concrete element lies outside the interval (NaN always does).
     """
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         return
     if isinstance(value, bool) or callable(value) or isinstance(value, str | bytes):
         raise TypeError(f"{name} must be a real number or an array of them, got {value!r}")
@@ -91,7 +112,7 @@ def check_coefficient(name: str, value: Any) -> None:
     Raises:
       ValueError: a concrete ``value`` that is not a scalar, not a number, not finite, or < 0.
     """
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         return
     arr = np.asarray(value)
     if arr.ndim != 0:

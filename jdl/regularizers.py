@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdl.hyperparams import check_coefficient
+from jdl.hyperparams import check_coefficient, is_traced
 
 Params = Any
 Mask = (
@@ -85,7 +85,7 @@ def _selected_leaves(tree: Params, params: Params, mask: Mask) -> list[jax.Array
         ) from None
     leaves = []
     for m, sub in zip(flat_mask, subtrees, strict=True):
-        if isinstance(m, jax.core.Tracer) or np.ndim(m) != 0:
+        if is_traced(m) or np.ndim(m) != 0:
             raise TypeError(f"mask leaves must be concrete booleans, got {m!r}")
         if bool(m):
             leaves.extend(jax.tree_util.tree_leaves(sub))
@@ -187,7 +187,7 @@ def kl_sparsity(
     Reference: Ng, *Sparse autoencoder*, CS294A lecture notes, 2011.
     """
     check_coefficient("coefficient", coefficient)
-    if not isinstance(rho, jax.core.Tracer):
+    if not is_traced(rho):
         r = np.asarray(rho)
         if r.ndim != 0 or not 0.0 < float(r) < 1.0:
             raise ValueError(f"rho must be a scalar with 0 < rho < 1, got {rho!r}")

@@ -23,7 +23,7 @@ from flax import nnx
 
 from jdl import regularizers
 from jdl.data import Dataset
-from jdl.hyperparams import check_coefficient
+from jdl.hyperparams import check_coefficient, is_traced
 from jdl.losses import binary_cross_entropy_with_logits, mse
 from jdl.models.autoencoder import Autoencoder
 
@@ -47,7 +47,7 @@ __all__ = [
 
 def _is_zero(value: jax.typing.ArrayLike) -> bool:
     """True for a concrete coefficient equal to 0 (its term is left out); never for a tracer."""
-    return not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and value == 0
+    return not is_traced(value) and np.ndim(value) == 0 and value == 0
 
 
 def _check_model(model: object) -> None:
@@ -151,7 +151,7 @@ def autoencoder_loss(
         )
     if not _is_zero(kl_code) and model.code_activation is not jax.nn.sigmoid:
         raise ValueError("kl_code needs a code in (0, 1): use code_activation=jax.nn.sigmoid")
-    if not isinstance(kl_target, jax.core.Tracer) and not 0.0 < float(kl_target) < 1.0:
+    if not is_traced(kl_target) and not 0.0 < float(kl_target) < 1.0:
         raise ValueError(f"kl_target must satisfy 0 < rho < 1, got {kl_target!r}")
     graphdef, _, rest = nnx.split(model, nnx.Param, ...)
 

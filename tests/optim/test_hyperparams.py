@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,11 +56,11 @@ def as_arrays(h: dict) -> dict[str, jax.Array]:
 
 def test_vmap_over_hyperparameters_equals_separate_runs():
     batched = jax.jit(jax.vmap(runs))(as_arrays(HPARAMS))
-    traces = []
+    chex.clear_trace_counter()
 
     @jax.jit
+    @chex.assert_max_traces(n=1)  # the hyper-parameters are arguments: one compile for all
     def single(h):
-        traces.append(None)
         return runs(h)
 
     for i in range(3):
@@ -71,7 +72,6 @@ def test_vmap_over_hyperparameters_equals_separate_runs():
             python = jax.jit(lambda member=member: runs(member))()
             for key, path in python.items():
                 np.testing.assert_allclose(path, separate[key], rtol=1e-6, atol=1e-7, err_msg=key)
-    assert len(traces) == 1
     for key, paths in batched.items():  # the members differ: the hyper-parameter is used
         assert not np.allclose(paths[0], paths[2]), key
 

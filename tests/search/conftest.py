@@ -8,6 +8,7 @@ from flax import nnx
 
 import jdl.optim
 from jdl.data import Dataset, digits
+from jdl.hyperparams import is_traced
 from jdl.losses import accuracy, softmax_cross_entropy
 from jdl.models import MLP, functional
 from jdl.search import Search
@@ -50,7 +51,7 @@ TRACES = {"optimizer": 0}
 
 
 def sgd_factory(hp):
-    if isinstance(hp["learning_rate"], jax.core.Tracer):
+    if is_traced(hp["learning_rate"]):
         TRACES["optimizer"] += 1
     return jdl.optim.sgd(hp["learning_rate"])
 
