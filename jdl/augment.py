@@ -7,8 +7,9 @@ epsilon may be traced). Concrete parameters are validated at the call: probabili
 
 The *adaptive* transformations choose the perturbation that maximises the current loss: the
 course's adaptive-stochastic (``worst_of_k``), adaptive-constrained (``adversarial_pgd``) and
-adaptive-unconstrained (``adversarial_unconstrained``) branches. They return ``stop_gradient`` inputs: the training gradient
-is taken at the chosen input, not through the search for it.
+adaptive-unconstrained (``adversarial_unconstrained``) branches. They return
+``stop_gradient`` inputs: the training gradient is taken at the chosen input, not through the
+search for it.
 
 References:
     Vincent et al., *Stacked denoising autoencoders*, JMLR 11, 2010 (masking, salt-and-pepper).

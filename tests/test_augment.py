@@ -222,7 +222,8 @@ def test_adversarial_unconstrained_linear_loss_closed_form_under_jit_and_vmap():
     one = jax.jit(jax.vmap(lambda s, w, e: attack(s, w, e, 1)))(sigma, weight, eta)
     for i in range(3):
         s, w, e = float(sigma[i]), float(weight[i]), float(eta[i])
-        np.testing.assert_allclose(one[i], x + e * s**2 * a[None] / (1 + e * w), rtol=1e-6, atol=1e-7)
+        expected = x + e * s**2 * a[None] / (1 + e * w)
+        np.testing.assert_allclose(one[i], expected, rtol=1e-6, atol=1e-7)
     many = jax.jit(jax.vmap(lambda s, w: attack(s, w, 1.0, 40)))(sigma[:2], weight[:2])
     for i in range(2):
         expected = x + float(sigma[i]) ** 2 * a[None] / float(weight[i])
