@@ -45,6 +45,7 @@ def test_lr_search_small(tmp_path, capsys):
             "20",
             "--optimizer",
             "sgd",
+            "--standardize",
             "--out",
             str(out),
         ]
@@ -52,8 +53,11 @@ def test_lr_search_small(tmp_path, capsys):
     for name in ("results.json", "results.csv", "lr_curve.png", "curves.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved) == {"config", "members", "best", "timing", "devices"}
+    assert set(saved) == {"config", "members", "best", "timing", "devices", "good_range"}
     assert saved["devices"] >= 1 and saved["config"]["steps"] == 45
+    assert saved["config"]["standardize"] is True
+    low, high = saved["good_range"]  # the best rate is in it, the diverging 100 is not
+    assert low <= saved["best"]["learning_rate"] <= high < 100
     assert set(saved["timing"]) == {"compile_s", "run_s", "member_steps_per_s"}
     assert len(saved["members"]) == 6 and all(set(m) == MEMBER_KEYS for m in saved["members"])
     # SGD at a learning rate of 100 blows up: a row of the table, not a crash.
@@ -70,6 +74,7 @@ def test_lr_search_small(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert len(rows) == 6 and set(rows[0]) >= MEMBER_KEYS
     printed = capsys.readouterr().out
+    assert "good learning rates" in printed
     assert "best learning rate:" in printed and "best_val_loss_mean" in printed  # seed aggregate
 
 
