@@ -2,7 +2,8 @@
 
     python -m experiments.lr_search [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0]
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
-        [--patience N] [--devices N] [--out DIR] [--checkpoint-dir DIR] [--export-best DIR]
+        [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
+        [--export-best DIR]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
 
 Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
@@ -10,7 +11,11 @@ digits data with `jdl.search.Search` (one ``jit(vmap(...))`` over the whole popu
 over ``--devices``), prints the table (per member, or aggregated over seeds) and the best
 learning rate, and writes ``results.json``, ``results.csv``, ``lr_curve.png`` (final validation
 loss against the learning rate: the course's too small / just right / too large curve) and
-``curves.png`` (loss curves of every member) into ``--out``.
+``curves.png`` (loss curves of every member) into ``--out``. It also prints the good range:
+the learning rates whose mean best validation loss is within ``GOOD`` (25%) of the best one.
+``--standardize`` standardizes the inputs with the training split's statistics
+(`jdl.data.standardize`), the setting of the course's advice for SGD: a learning rate between
+1e-6 and 1, often 0.001 (``--optimizer sgd --standardize --lr-min 1e-6 --lr-max 10``).
 
 Ctrl-C stops the search after the chunk in flight: the four files then hold the members as
 far as they got, results.json says ``"interrupted": true``, and the program exits with status
@@ -36,7 +41,7 @@ import numpy as np
 import jdl.optim
 from experiments.cli import Parser, hidden_sizes
 from experiments.mlp_classifier import mlp_classifier
-from jdl.data import digits
+from jdl.data import digits, standardize
 from jdl.run import ConfigurationMismatchError, save_params
 from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
 from jdl.search.report import (
@@ -52,6 +57,7 @@ from jdl.search.report import (
 from jdl.train import early_stopping
 
 PROG = "python -m experiments.lr_search"
+GOOD = 1.25  # the good range: mean best validation loss <= GOOD x the best one
 OPTIMIZERS = tuple(sorted(jdl.optim.OPTIMIZERS))
 NUM_CLASSES = 10
 MEMBER_KEYS = (
@@ -80,6 +86,7 @@ class Config:
     batch_size: int = 128
     hidden: tuple[int, ...] = (128, 128)
     patience: int = 200  # in optimizer steps
+    standardize: bool = False
     devices: int | None = None  # None: every device
     out: str = "runs/lr_search"
     checkpoint_dir: str | None = None
@@ -103,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--hidden", type=hidden_sizes, default=d.hidden, help="e.g. 128,128")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
+    p.add_argument(
+        "--standardize", action="store_true", help="standardize inputs (training statistics)"
+    )
     p.add_argument(
         "--devices",
         type=int,
@@ -171,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"--devices {cfg.devices} but only {len(jax.devices())} devices are available"
         )
     splits = digits(seed=0)
+    if cfg.standardize:
+        splits = standardize(splits)
     if cfg.batch_size > splits.train.x.shape[0]:
         Parser(prog=PROG).error(
             f"--batch-size {cfg.batch_size} exceeds the {splits.train.x.shape[0]} training examples"
@@ -210,10 +222,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = records(result)
     by = ["learning_rate"]
     best = best_config(rows, by)
+    per_lr = aggregate(rows, by)
+    good = [
+        r["learning_rate"]
+        for r in per_lr
+        if r["best_val_loss_mean"] <= GOOD * best["best_val_loss_mean"]
+    ]
     results = {
         "config": dataclasses.asdict(cfg),
         "members": [{k: row[k] for k in MEMBER_KEYS} for row in rows],
         "best": best,
+        "good_range": [min(good), max(good)],
         "timing": {
             "compile_s": result.timing["compile_s"],
             "run_s": result.timing["run_s"],
@@ -247,10 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stopped_early",
         "diverged",
     ]
-    if cfg.seeds == 1:
-        table = format_table(rows, columns)
-    else:
-        table = format_table(aggregate(rows, by), seed_columns)
+    table = format_table(rows, columns) if cfg.seeds == 1 else format_table(per_lr, seed_columns)
     if jax.process_index() == 0:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -269,6 +285,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"best learning rate: {best['learning_rate']:.4g} (best validation loss "
             f"{best['best_val_loss_mean']:.4f}, test accuracy {best['test_accuracy_mean']:.4f})"
+        )
+        print(
+            f"good learning rates (best validation loss within {GOOD - 1:.0%} of the best): "
+            f"{min(good):.3g} to {max(good):.3g}"
         )
         print(f"wrote {out}/results.json, results.csv, lr_curve.png, curves.png")
         if cfg.export_best is not None:

@@ -4,6 +4,7 @@
         [--batch-size 50] [--learning-rate 1e-2] [--eval-every 50] [--seeds 5]
         [--widths 2,8,32,128,512] [--l2 1e-4,1e-3,1e-2] [--l1 1e-5,1e-4,1e-3]
         [--dropout 0.25,0.5] [--sigma 0.1,0.2,0.4] [--worst-sigma 0.1,0.2,0.4] [--k 4]
+        [--unconstrained-sigma 0.1,0.2,0.4]
         [--jacobian 1e-4,1e-3,1e-2] [--methods none,l2,l1,dropout,gaussian_noise,...]
         [--data-seed 0] [--out DIR]
 
@@ -13,22 +14,23 @@ Adam for ``--steps`` on a stratified subset of ``--train-size`` digits; the trai
 underfitting / good fit / overfitting picture (``capacity.png``, left), and the validation
 curves over training show the overfitting in time (right).
 
-Part 2, regularizers: the 64-``hidden``-10 MLP trained the same way with no regularization,
-an L2 or L1 penalty on the kernels, dropout, Gaussian input noise, worst-of-k Gaussian noise
-(k draws per example, train on the worst), the Jacobian penalty ||dy/dx||_F^2 (unbiased
-one-probe estimate) and early stopping. Every coefficient of a method's grid, crossed with
-``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives every member the
-same initial parameters and data order); the coefficient with the best mean validation
+Part 2, regularizers: the 64-``hidden``-10 MLP trained the same way with no regularization, an
+L2 or L1 penalty on the kernels, dropout, Gaussian input noise, worst-of-k Gaussian noise (k
+draws per example, train on the worst), adaptive unconstrained noise (one ascent step on l(x +
+theta) + log p(theta) from a draw of p = N(0, sigma^2 I)), the Jacobian penalty ||dy/dx||_F^2
+(unbiased one-probe estimate) and early stopping. Every coefficient of a method's grid, crossed
+with ``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives every member
+the same initial parameters and data order); the coefficient with the best mean validation
 accuracy is chosen and its test accuracy reported, mean and spread (sample standard deviation)
 over the seeds. No regularization, L2, L1 and Gaussian noise share one search (one compiled
-program, the unused terms weighted by 0); worst-of-k and the Jacobian penalty, whose terms cost
-more, have their own; dropout's rate fixes the model's structure, so each rate is a search.
-Early stopping restores, per run, the parameters of the lowest validation loss seen during the
-unregularized run (patience longer than the run): its hyper-parameter, the training time, is
-chosen on the validation set run by run. The other methods report their final parameters.
-The verdict takes the method of best validation accuracy and says whether its test accuracy
-beats no regularization by more than the seed spread (the larger of the two standard
-deviations), and lists every method that does.
+program, the unused terms weighted by 0); worst-of-k, the unconstrained noise and the Jacobian
+penalty, whose terms cost more, have their own; dropout's rate fixes the model's structure, so
+each rate is a search. Early stopping restores, per run, the parameters of the lowest
+validation loss seen during the unregularized run (patience longer than the run): its
+hyper-parameter, the training time, is chosen on the validation set run by run. The other
+methods report their final parameters. The verdict takes the method of best validation accuracy
+and says whether its test accuracy beats no regularization by more than the seed spread (the
+larger of the two standard deviations), and lists every method that does.
 
 Writes into ``--out``: ``capacity.png``, ``regularizers.png`` (accuracy per method; validation
 accuracy against each coefficient) and ``results.json`` with ``config``, ``capacity`` (per
@@ -58,7 +60,7 @@ import matplotlib.pyplot as plt
 
 from experiments import capacity
 from experiments.cli import Parser, positive_numbers
-from jdl.augment import gaussian_noise, worst_of_k
+from jdl.augment import adversarial_unconstrained, gaussian_noise, worst_of_k
 from jdl.data import Dataset
 from jdl.losses import softmax_cross_entropy
 from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
@@ -71,6 +73,7 @@ METHODS = (
     "dropout",
     "gaussian_noise",
     "worst_of_k",
+    "unconstrained_noise",
     "early_stopping",
     "jacobian",
 )
@@ -82,6 +85,7 @@ HYPERPARAMETER = {
     "dropout": "dropout rate p",
     "gaussian_noise": "sigma of x + N(0, sigma^2 I)",
     "worst_of_k": "sigma of the k Gaussian draws",
+    "unconstrained_noise": "sigma of p in l(x + theta) + log p(theta), one ascent step",
     "early_stopping": "training steps (best validation loss, per run)",
     "jacobian": "lambda in lambda ||dy/dx||_F^2",
 }
@@ -100,6 +104,7 @@ class Config(capacity.Config):
     sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
     worst_sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
     k: int = 4
+    unconstrained_sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
     jacobian: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     methods: tuple[str, ...] = METHODS
     out: str = "runs/regularization"
@@ -119,7 +124,7 @@ def _parse(argv: list[str] | None) -> Config:
     capacity.add_arguments(p, d)
     p.add_argument("--hidden", type=int, default=d.hidden)
     p.add_argument("--k", type=int, default=d.k)
-    for name in ("l2", "l1", "dropout", "sigma", "worst_sigma", "jacobian"):
+    for name in ("l2", "l1", "dropout", "sigma", "worst_sigma", "unconstrained_sigma", "jacobian"):
         p.add_argument(
             "--" + name.replace("_", "-"), type=positive_numbers, default=getattr(d, name)
         )
@@ -145,13 +150,18 @@ def _make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool
         def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
             noise_key, worst_key, probe_key, dropout_key = jax.random.split(key, 4)
             x = batch.x
+
+            def per_example(z: jax.Array) -> jax.Array:
+                logits = apply_fn(params, z)
+                return optax.losses.softmax_cross_entropy_with_integer_labels(logits, batch.y)
+
             if "gaussian_noise" in methods:
                 x = gaussian_noise(noise_key, x, hp["gaussian_noise"])
+            if "unconstrained_noise" in methods:
+                x = adversarial_unconstrained(
+                    noise_key, x, per_example, hp["unconstrained_noise"], steps=1
+                )
             if "worst_of_k" in methods:
-
-                def per_example(z: jax.Array) -> jax.Array:
-                    logits = apply_fn(params, z)
-                    return optax.losses.softmax_cross_entropy_with_integer_labels(logits, batch.y)
 
                 def perturb(kk: jax.Array, z: jax.Array) -> jax.Array:
                     return gaussian_noise(kk, z, hp["worst_of_k"])
@@ -183,12 +193,13 @@ def _methods_results(
         "l1": cfg.l1,
         "gaussian_noise": cfg.sigma,
         "worst_of_k": cfg.worst_sigma,
+        "unconstrained_noise": cfg.unconstrained_sigma,
         "jacobian": cfg.jacobian,
     }
     per_method: dict[str, list[tuple[float, np.ndarray, np.ndarray]]] = {}
     timing: dict[str, float] = {}
     groups = [tuple(m for m in PENALTY_GROUP if m in cfg.methods)]
-    groups += [(m,) for m in ("worst_of_k", "jacobian") if m in cfg.methods]
+    groups += [(m,) for m in ("worst_of_k", "unconstrained_noise", "jacobian") if m in cfg.methods]
     for group in groups:
         start = time.perf_counter()
         rows = [("none", 0.0)] if "none" in group else []
@@ -333,12 +344,12 @@ def _plot_methods(table: dict[str, Any], path: Path) -> None:
 
 
 def _print_table(table: dict[str, Any]) -> None:
-    print(f"{'method':<16}{'chosen':>10}  {'val accuracy':>16}  {'test accuracy':>16}")
+    print(f"{'method':<20}{'chosen':>10}  {'val accuracy':>16}  {'test accuracy':>16}")
     for m, row in table.items():
         chosen = "-" if row["chosen"] is None else f"{row['chosen']:.3g}"
         va, te = row["val_accuracy"], row["test_accuracy"]
         print(
-            f"{m:<16}{chosen:>10}  {va['mean']:.4f} +- {va['std']:.4f}  "
+            f"{m:<20}{chosen:>10}  {va['mean']:.4f} +- {va['std']:.4f}  "
             f"{te['mean']:.4f} +- {te['std']:.4f}"
         )
 

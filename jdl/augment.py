@@ -5,15 +5,18 @@ first axis) and is pure, jittable and vmappable over its numeric parameters (sig
 epsilon may be traced). Concrete parameters are validated at the call: probabilities outside
 [0, 1], negative scales and shapes that do not match the batch raise ``ValueError``.
 
-The *adaptive* transformations (``worst_of_k``, ``adversarial_pgd``) choose the perturbation
-that maximises the current loss. They return ``stop_gradient`` inputs: the training gradient
-is taken at the chosen input, not through the search for it.
+The *adaptive* transformations choose the perturbation that maximises the current loss: the
+course's adaptive-stochastic (``worst_of_k``), adaptive-constrained (``adversarial_pgd``) and
+adaptive-unconstrained (``adversarial_unconstrained``) branches. They return
+``stop_gradient`` inputs: the training gradient is taken at the chosen input, not through the
+search for it.
 
 References:
     Vincent et al., *Stacked denoising autoencoders*, JMLR 11, 2010 (masking, salt-and-pepper).
     Bishop, *Training with noise is equivalent to Tikhonov regularization*, 1995.
     Goodfellow, Shlens, Szegedy, *Explaining and harnessing adversarial examples*, ICLR 2015.
     Madry et al., *Towards deep learning models resistant to adversarial attacks*, ICLR 2018.
+    Parikh, Boyd, *Proximal algorithms*, Foundations and Trends in Optimization 1(3), 2014.
 """
 
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from jdl.hyperparams import is_traced
 
 __all__ = [
     "adversarial_pgd",
+    "adversarial_unconstrained",
     "gaussian_noise",
     "masking_noise",
     "salt_and_pepper",
@@ -56,6 +60,14 @@ def _check_nonnegative(name: str, value: jax.typing.ArrayLike) -> None:
     arr = np.asarray(value)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def _check_positive(name: str, value: jax.typing.ArrayLike) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
 
 
 def gaussian_noise(
@@ -290,3 +302,66 @@ def adversarial_pgd(
         return project(z + alpha * d)
 
     return jax.lax.stop_gradient(jax.lax.fori_loop(0, steps, ascent, start))
+
+
+def adversarial_unconstrained(
+    key: jax.Array,
+    x: jax.typing.ArrayLike,
+    loss_fn: Callable[[jax.Array], jax.Array],
+    sigma: jax.typing.ArrayLike,
+    weight: jax.typing.ArrayLike = 1.0,
+    *,
+    steps: int = 3,
+    step_size: jax.typing.ArrayLike = 1.0,
+    random_start: bool = True,
+) -> jax.Array:
+    r"""Unconstrained worst case: the noise that maximises the loss weighted by its probability.
+
+    x~ = x + theta*, theta* = argmax_theta  l(f_w(x + theta), y) + lambda log p(theta),
+    p = N(0, sigma^2 I), so lambda log p(theta) = -lambda ||theta||^2 / (2 sigma^2) + const:
+    no ball, no projection; large noise is merely improbable. Per example, ``steps`` ascent
+    steps from theta^(0) = sigma * jax.random.normal(key, x.shape) (or 0):
+
+        theta^(t+1) = (theta^(t) + eta sigma^2 g^(t)) / (1 + eta lambda),
+        g^(t) = d l / d x at x + theta^(t),
+
+    a gradient step on the loss preconditioned by the prior's covariance sigma^2 I, with the
+    log-prior term taken implicitly. Its fixed points are those of plain gradient ascent
+    (theta = sigma^2 g / lambda); for a linear loss l = a . x it converges to that maximiser.
+    As lambda grows theta -> 0: the clean input.
+
+    Args:
+        key: PRNG key for the random start.
+        x: batch, shape (N, ...), floating point.
+        loss_fn: per-example loss at the current parameters, ``x -> (N,)``, rows independent.
+        sigma: scale > 0 of the Gaussian p (may be traced).
+        weight: lambda >= 0, the weight of log p (may be traced); 0 is plain loss ascent.
+        steps: number of ascent steps, a Python int >= 1.
+        step_size: eta > 0 (may be traced).
+        random_start: start from a draw of p instead of theta = 0.
+
+    Returns:
+        The perturbed inputs, shape of x, with ``stop_gradient`` applied.
+
+    Reference: the course's adaptive-unconstrained data noise; Goodfellow et al., ICLR 2015
+    (the loss-ascent step); Parikh and Boyd 2014, section 4.2 (the implicit, proximal step).
+    """
+    x = _check_batch(x)
+    _check_positive("sigma", sigma)
+    _check_nonnegative("weight", weight)
+    _check_positive("step_size", step_size)
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    _check_losses(loss_fn, x)
+    sigma = jnp.asarray(sigma, x.dtype)
+    weight = jnp.asarray(weight, x.dtype)
+    eta = jnp.asarray(step_size, x.dtype)
+    start = sigma * jax.random.normal(key, x.shape, x.dtype) if random_start else jnp.zeros_like(x)
+    grad_fn = jax.grad(lambda z: jnp.sum(loss_fn(z)))
+
+    def ascent(_, theta):
+        # The explicit step theta + eta (sigma^2 g - lambda theta) diverges once eta lambda > 2;
+        # the implicit (proximal) step on the quadratic log-prior is stable for every lambda.
+        return (theta + eta * sigma**2 * grad_fn(x + theta)) / (1.0 + eta * weight)
+
+    return jax.lax.stop_gradient(x + jax.lax.fori_loop(0, steps, ascent, start))

@@ -27,6 +27,7 @@ __all__ = [
     "load_idx",
     "minibatch",
     "mnist",
+    "standardize",
     "stratified_subset",
     "synthetic_classification",
     "synthetic_regression",
@@ -205,6 +206,31 @@ def stratified_subset(data: Dataset, n: int, seed: int = 0) -> Dataset:
     except ValueError as e:
         raise ValueError(f"stratified_subset: cannot draw {n} of {total} examples ({e})") from None
     return dataset(x_sub, y_sub, name="stratified subset")
+
+
+def standardize(splits: Splits) -> Splits:
+    """Standardizes every split's inputs with the training split's per-feature statistics.
+
+    x~ = (x - mu) / s, with mu and s the mean and (population) standard deviation of each
+    feature over the training examples only, so no validation or test information leaks in.
+    A constant feature (s <= 1e-6 (|mu| + 1), e.g. a border pixel that is always 0) gets s = 1:
+    it is centred, not divided by ~0. The course's advice on SGD learning rates (between 1e-6
+    and 1, often 0.001) assumes inputs scaled this way.
+
+    Args:
+      splits: train, validation and test datasets; inputs of shape (n, ...) (the statistics are
+        per feature: over the first axis only).
+
+    Returns:
+      The same splits with standardized inputs and the labels unchanged.
+
+    Reference: Y. LeCun, L. Bottou, G. Orr, K.-R. Mueller, Efficient BackProp, in Neural
+    Networks: Tricks of the Trade, 1998, section 4.3.
+    """
+    x = jnp.asarray(splits.train.x, jnp.float32)
+    mu, s = jnp.mean(x, axis=0), jnp.std(x, axis=0)
+    s = jnp.where(s > 1e-6 * (jnp.abs(mu) + 1.0), s, 1.0)
+    return Splits(*(Dataset((d.x - mu[None]) / s[None], d.y) for d in splits))
 
 
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtype.

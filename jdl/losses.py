@@ -163,28 +163,39 @@ def _dice_coefficient(
         union = jnp.sum(p * p, axis=axes) + jnp.sum(g * g, axis=axes)
     else:
         union = jnp.sum(p, axis=axes) + jnp.sum(g, axis=axes)
-    return (2.0 * intersection + smooth) / (union + smooth)
+    numerator, denominator = 2.0 * intersection + smooth, union + smooth
+    # 0/0 only when prediction and target are both empty (and s = 0): D = 1 there, a perfect
+    # match. The safe denominator keeps the unused branch and its gradient finite; D is
+    # unchanged wherever the denominator is not 0.
+    empty = denominator == 0
+    return jnp.where(empty, 1.0, numerator / jnp.where(empty, 1.0, denominator))
 
 
 def dice_loss(
     probs: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
     *,
-    smooth: jax.typing.ArrayLike = 1.0,
-    squared: bool = True,
+    smooth: jax.typing.ArrayLike = 0.0,
+    squared: bool = False,
 ) -> jax.Array:
     """Binary Dice loss 1 - D, per example, mean over examples.
 
     For one example with foreground probabilities p_i and targets g_i (i over its pixels/voxels),
+    the default is the course's formula exactly,
+
+      D = 2 sum_i p_i g_i / (sum_i p_i + sum_i g_i),
+
+    with D = 1 when both sums are 0 (an empty prediction of an empty target). On request, with
     s = ``smooth``:
 
-    - V-Net (``squared=True``):  D = (2 sum_i p_i g_i + s) / (sum_i p_i^2 + sum_i g_i^2 + s)
     - soft Dice (``squared=False``): D = (2 sum_i p_i g_i + s) / (sum_i p_i + sum_i g_i + s)
+    - V-Net (``squared=True``):  D = (2 sum_i p_i g_i + s) / (sum_i p_i^2 + sum_i g_i^2 + s)
 
     D in [0, 1] measures the overlap of the predicted and true foreground; the background does
     not enter, so a small object among many background pixels is not swamped (robust to class
-    imbalance, unlike the per-pixel cross-entropy). s > 0 makes an empty prediction of an empty
-    target count as perfect (D = 1) and avoids 0/0; with s = 0 both empty gives NaN.
+    imbalance, unlike the per-pixel cross-entropy). The only 0/0, both empty with s = 0, is
+    defined as D = 1 (the limit with any s > 0); D is unchanged elsewhere, however small the
+    sums: a tiny prediction of an empty target has D = 0.
 
     Gradient. Write I = sum_i p_i g_i and U = sum_i p_i^2 + sum_i g_i^2 (V-Net) or
     U = sum_i p_i + sum_i g_i (soft Dice). The quotient rule on D = (2I + s) / (U + s) with
@@ -203,8 +214,9 @@ def dice_loss(
       probs: foreground probabilities p (e.g. sigmoid outputs), shape (n, ...) with at least one
         axis after the example axis; the sums run over all axes but the first.
       targets: g in [0, 1] (binary masks or soft targets), the same shape.
-      smooth: s >= 0, a Python number or an array (traced under ``vmap``).
-      squared: True for V-Net's squared denominator, False for the linear soft Dice.
+      smooth: s >= 0, a Python number or an array (traced under ``vmap``); default 0, the
+        course's formula.
+      squared: True for V-Net's squared denominator; default False, the course's linear one.
 
     Returns:
       The scalar mean of 1 - D over the n examples.
@@ -236,8 +248,8 @@ def multiclass_dice_loss(
     probs: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
     *,
-    smooth: jax.typing.ArrayLike = 1.0,
-    squared: bool = True,
+    smooth: jax.typing.ArrayLike = 0.0,
+    squared: bool = False,
 ) -> jax.Array:
     """Multi-class Dice loss: 1 - the per-class Dice averaged over classes and examples.
 
@@ -248,14 +260,15 @@ def multiclass_dice_loss(
 
     Every class weighs the same whatever its pixel count, so a rare class missed entirely costs
     1/C of the loss, however few pixels it has. dD_c/dp_jc is `dice_loss`'s formula for class c.
-    With s > 0, a class absent from an example and not predicted there has D_c = 1.
+    A class absent from an example and not predicted there has D_c = 1 (the 0/0 guard of
+    `dice_loss`, or s > 0).
 
     Args:
       probs: class probabilities (e.g. a softmax over the last axis), shape (n, ..., C); the sums
         run over the axes between the first and the last (none for shape (n, C)).
       labels: integer classes in [0, C), shape (n, ...) = probs.shape[:-1].
-      smooth: s >= 0, a Python number or an array (traced under ``vmap``).
-      squared: True for V-Net's squared denominator, False for the linear soft Dice.
+      smooth: s >= 0, a Python number or an array (traced under ``vmap``); default 0.
+      squared: True for V-Net's squared denominator; default False, the course's linear one.
 
     Returns:
       The scalar loss.

@@ -199,3 +199,70 @@ def test_adversarial_pgd_linear_loss():
         A.adversarial_pgd(KEY, x, loss_fn, 0.1, bounds=(1.0, 0.0))
     with pytest.raises(ValueError, match="loss_fn must return one loss per example"):
         A.adversarial_pgd(KEY, x, lambda z: z, 0.1)
+
+
+def test_adversarial_unconstrained_linear_loss_closed_form_under_jit_and_vmap():
+    # l(z) = z . a: J(theta) = (x + theta) . a - w ||theta||^2 / (2 sigma^2) is maximised at
+    # theta* = sigma^2 a / w; one step from 0 gives eta sigma^2 a / (1 + eta w).
+    x = jnp.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]])
+    a = jnp.array([3.0, -4.0, 0.0])
+
+    def loss_fn(z):
+        return z @ a
+
+    def attack(sigma, weight, eta, steps):
+        return A.adversarial_unconstrained(
+            KEY, x, loss_fn, sigma, weight, steps=steps, step_size=eta, random_start=False
+        )
+
+    # sigma, weight and step_size are data: one compiled program for the whole grid.
+    sigma = jnp.array([0.5, 0.1, 1.0])
+    weight = jnp.array([1.0, 2.0, 0.0])
+    eta = jnp.array([1.0, 0.5, 0.25])
+    one = jax.jit(jax.vmap(lambda s, w, e: attack(s, w, e, 1)))(sigma, weight, eta)
+    for i in range(3):
+        s, w, e = float(sigma[i]), float(weight[i]), float(eta[i])
+        expected = x + e * s**2 * a[None] / (1 + e * w)
+        np.testing.assert_allclose(one[i], expected, rtol=1e-6, atol=1e-7)
+    many = jax.jit(jax.vmap(lambda s, w: attack(s, w, 1.0, 40)))(sigma[:2], weight[:2])
+    for i in range(2):
+        expected = x + float(sigma[i]) ** 2 * a[None] / float(weight[i])
+        np.testing.assert_allclose(many[i], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_adversarial_unconstrained_increases_the_weighted_objective():
+    # A nonlinear per-example loss: softplus of a random linear score.
+    kx, kw = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (16, 8))
+    a = jax.random.normal(kw, (8,))
+
+    def loss_fn(z):
+        return jax.nn.softplus(z @ a)
+
+    sigma, weight = 0.5, 2.0
+
+    def objective(theta):  # l(x + theta) + w log p(theta), up to the constant of log p
+        return loss_fn(x + theta) - weight * jnp.sum(theta**2, axis=1) / (2 * sigma**2)
+
+    for random_start in (False, True):
+        out = A.adversarial_unconstrained(
+            KEY, x, loss_fn, sigma, weight, steps=5, random_start=random_start
+        )
+        start = sigma * jax.random.normal(KEY, x.shape) if random_start else jnp.zeros_like(x)
+        gain = np.asarray(objective(out - x) - objective(start))
+        assert np.all(gain > 0), random_start
+        assert np.all(np.asarray(loss_fn(out)) > np.asarray(loss_fn(x)))  # a harder input
+    # The weight on log p dominates: the noise vanishes and the clean input comes back.
+    clean = A.adversarial_unconstrained(KEY, x, loss_fn, sigma, 1e8, steps=3)
+    np.testing.assert_allclose(clean, x, atol=1e-6)
+    # The gradient of a loss at the chosen input does not flow through the search.
+    g = jax.grad(lambda z: jnp.sum(A.adversarial_unconstrained(KEY, z, loss_fn, sigma)))(x)
+    np.testing.assert_array_equal(g, np.zeros_like(x))
+    for kwargs, match in (
+        ({"sigma": 0.0}, "sigma must be finite and > 0"),
+        ({"sigma": 0.5, "weight": -1.0}, "weight must be finite and >= 0"),
+        ({"sigma": 0.5, "step_size": 0.0}, "step_size must be finite and > 0"),
+        ({"sigma": 0.5, "steps": 0}, "steps must be an integer >= 1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            A.adversarial_unconstrained(KEY, x, loss_fn, **kwargs)

@@ -297,3 +297,29 @@ def test_stratified_subset():
         jd.stratified_subset(train, 5000)
     with pytest.raises(ValueError, match="integer class labels"):
         jd.stratified_subset(jd.Dataset(train.x, train.x[:, 0]), 20)
+
+
+def test_standardize_uses_the_training_statistics_and_keeps_constant_features_finite():
+    rng = np.random.default_rng(0)
+    x_train = rng.normal(3.0, 2.0, (50, 4)).astype(np.float32)
+    x_train[:, 1] = 0.0  # a constant feature (a border pixel)
+    x_train[:, 2] = 0.3  # constant, not exactly representable: its float32 std is ~0, not 0
+    x_val = rng.normal(0.0, 1.0, (7, 4)).astype(np.float32)
+    x_test = rng.normal(0.0, 1.0, (5, 4)).astype(np.float32)
+    splits = jd.Splits(*(jd.dataset(x, np.arange(len(x)) % 3) for x in (x_train, x_val, x_test)))
+    out = jax.jit(jd.standardize)(splits)
+    # Closed form in float64: the train statistics, s = 1 for the constant features.
+    mu = x_train.astype(np.float64).mean(0)
+    s = x_train.astype(np.float64).std(0)
+    s[1:3] = 1.0
+    for got, x in zip(out, (x_train, x_val, x_test), strict=True):
+        np.testing.assert_allclose(got.x, (x - mu) / s, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.mean(out.train.x, 0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.std(np.asarray(out.train.x), 0)[[0, 3]], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out.train.x[:, 1:3], 0.0, atol=1e-6)
+    for got, orig in zip(out, splits, strict=True):
+        np.testing.assert_array_equal(got.y, orig.y)
+    # The validation split is not standardized by its own statistics.
+    assert (
+        abs(float(np.mean(out.val.x[:, 0])) - (float(np.mean(x_val[:, 0])) - mu[0]) / s[0]) < 1e-4
+    )

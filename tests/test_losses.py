@@ -41,18 +41,22 @@ def hand_values() -> dict[str, jax.Array]:
         "acc_grid": losses.accuracy(
             jnp.zeros((2, 2, 3)).at[..., 1].set(5.0), jnp.array([[1, 1], [0, 1]])
         ),
-        "dice_s0": losses.dice_loss(p, g, smooth=0.0),
-        "dice_s1": losses.dice_loss(p, g, smooth=1.0),
+        "dice_s0": losses.dice_loss(p, g, smooth=0.0, squared=True),
+        "dice_s1": losses.dice_loss(p, g, smooth=1.0, squared=True),
         "soft_dice_s0": losses.dice_loss(p, g, smooth=0.0, squared=False),
-        "dice_batch": losses.dice_loss(batch_p, batch_g),
-        "rare_sq": losses.multiclass_dice_loss(all_background, rare, smooth=0.0),
+        "dice_batch": losses.dice_loss(batch_p, batch_g, smooth=1.0, squared=True),
+        "dice_default": losses.dice_loss(p, g),
+        "dice_default_batch": losses.dice_loss(batch_p, batch_g),
+        "dice_tiny_on_empty": losses.dice_loss(jnp.array([[1e-30, 0.0]]), jnp.zeros((1, 2))),
+        "dice_empty_grad": jax.grad(losses.dice_loss)(jnp.zeros((1, 3)), jnp.zeros((1, 3))),
+        "rare_sq": losses.multiclass_dice_loss(all_background, rare, smooth=0.0, squared=True),
         "rare_lin": losses.multiclass_dice_loss(all_background, rare, smooth=0.0, squared=False),
         "perfect": losses.multiclass_dice_loss(jax.nn.one_hot(rare, 2), rare),
     }
 
 
 def test_hand_computed_values():
-    v = {k: float(a) for k, a in hand_values().items()}
+    v = {k: float(a) for k, a in hand_values().items() if a.ndim == 0}
     assert v["mse"] == 2.5 and v["mse_2d"] == 1.0
     # BCE: log 2 at a = 0 for any label; large logits stay finite (no log(0)).
     np.testing.assert_allclose(v["bce"], (LOG2 + 100.0) / 3, rtol=1e-6)
@@ -69,13 +73,20 @@ def test_hand_computed_values():
 
 
 def test_dice_hand_computed_values():
-    v = {k: float(a) for k, a in hand_values().items()}
+    values = hand_values()
+    np.testing.assert_array_equal(values.pop("dice_empty_grad"), np.zeros((1, 3)))  # finite
+    v = {k: float(a) for k, a in values.items()}
     # p = (1, .5, 0), g = (1, 1, 0): I = 1.5, sum p^2 = 1.25, sum g^2 = 2, sum p = 1.5, sum g = 2.
     np.testing.assert_allclose(v["dice_s0"], 1 - 3 / 3.25, rtol=1e-6)
     np.testing.assert_allclose(v["dice_s1"], 1 - 4 / 4.25, rtol=1e-6)
     np.testing.assert_allclose(v["soft_dice_s0"], 1 - 3 / 3.5, rtol=1e-6)
     # Mean over examples: add a perfect example and an empty-on-empty one (D = 1 with s > 0).
     np.testing.assert_allclose(v["dice_batch"], (1 - 4 / 4.25) / 3, rtol=1e-6)
+    # The default is the course's D = 2 sum p g / (sum p + sum g), no smoothing: 3 / 3.5; the
+    # empty-on-empty example is D = 1 (not NaN), a tiny prediction of an empty target D = 0.
+    np.testing.assert_allclose(v["dice_default"], 1 - 3 / 3.5, rtol=1e-6)
+    np.testing.assert_allclose(v["dice_default_batch"], (1 - 3 / 3.5) / 3, rtol=1e-5)
+    assert v["dice_tiny_on_empty"] == 1.0
     # Multi-class: class 1 has 1 pixel of 100 and is never predicted. Pixel accuracy is 0.99 but
     # per-class averaging makes the miss cost half the loss: D_0 = 2*99/(100 + 99), D_1 = 0.
     np.testing.assert_allclose(v["rare_sq"], 1 - (198 / 199) / 2, rtol=1e-6)
@@ -141,10 +152,10 @@ def test_check_grads_of_every_loss():
                 losses.mse(x, target),
                 losses.binary_cross_entropy_with_logits(x, target),
                 losses.softmax_cross_entropy(x, labels),
+                losses.dice_loss(probs, target, smooth=smooth, squared=True),
                 losses.dice_loss(probs, target, smooth=smooth),
-                losses.dice_loss(probs, target, smooth=smooth, squared=False),
+                losses.multiclass_dice_loss(seg_probs, seg, smooth=smooth, squared=True),
                 losses.multiclass_dice_loss(seg_probs, seg, smooth=smooth),
-                losses.multiclass_dice_loss(seg_probs, seg, smooth=smooth, squared=False),
             ]
         )
 

@@ -9,13 +9,14 @@ from jdl.hyperparams import check_interval
 
 
 def time_constant_decay(init_value: ArrayLike, tau: ArrayLike) -> optax.Schedule:
-    r"""Constant for tau steps, then decaying as 1/t.
+    r"""Constant for tau + 1 updates (t = 0, ..., tau), then decaying as 1/t.
 
     .. math::
         \eta_t = \eta_0 \frac{\tau}{\max(t, \tau)}
 
-    with t the number of updates already done (0 for the first one, as optax counts), so the
-    first tau updates use eta_0 and the rate halves by t = 2 tau. The 1/t tail satisfies the
+    with t the number of updates already done (0 for the first one, as optax counts), so
+    eta_0 holds for tau + 1 updates (t = 0, ..., tau), the next one uses eta_0 tau / (tau + 1),
+    and the rate halves at t = 2 tau. The 1/t tail satisfies the
     Robbins-Monro conditions (sum eta_t = inf, sum eta_t^2 < inf).
 
     Args:

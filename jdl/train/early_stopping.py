@@ -25,10 +25,14 @@ class EarlyStoppingState(NamedTuple):
     """State of early stopping (one run; a population has a leading member axis).
 
     Attributes:
-      best_metric: best monitored value seen so far (+inf in "min" mode, -inf in "max" mode
-        before the first improvement).
-      best_step: step of ``best_metric``; -1 before the first improvement.
-      best_params: parameters at ``best_step`` (the initial parameters before any improvement).
+      best_metric: the lowest ("min" mode; highest in "max" mode) finite metric seen so far:
+        every strict new minimum, significant or not (+inf, or -inf in "max" mode, before the
+        first finite value).
+      best_step: step of ``best_metric``; -1 before the first finite value.
+      best_params: parameters at ``best_step`` (the initial parameters before any finite value).
+      reference_metric: the metric of the last significant minimum, the one that last extended
+        the deadline; a new minimum must beat it by ``min_delta`` (and beat ``baseline``) to
+        extend the deadline again (+inf, or -inf in "max" mode, before the first one).
       deadline: training stops at the first update with ``step >= deadline``.
       should_stop: true once training should stop; it stays true.
       diverged: true when it stopped because of a non-finite value or the divergence
@@ -38,6 +42,7 @@ class EarlyStoppingState(NamedTuple):
     best_metric: jax.Array  # shape=(), float32
     best_step: jax.Array  # shape=(), int32
     best_params: Params
+    reference_metric: jax.Array  # shape=(), float32
     deadline: jax.Array  # shape=(), int32
     should_stop: jax.Array  # shape=(), bool
     diverged: jax.Array  # shape=(), bool
@@ -66,22 +71,31 @@ def early_stopping(
     r"""Early stopping with a deadline: Keras's patience or Bengio's multiplicative increase.
 
     With the monitored metric :math:`m_t` at step :math:`t` ("min" mode; "max" mirrors it),
-    an improvement is
+    every strict new minimum is saved, as the course says ("if a new minimum is reached at
+    step t, save the best model"):
 
     .. math::
-        m_t < m^* - \delta \quad\text{or, relative,}\quad m_t < m^* (1 - \delta),
+        m_t < m^* \;\Rightarrow\; m^* \leftarrow m_t,\; t^* \leftarrow t,\;
+        \theta^* \leftarrow \theta_t,
 
-    and, when a baseline :math:`b` is given, also :math:`m_t` beating :math:`b` by the same
-    rule. On an improvement :math:`m^* \leftarrow m_t`, :math:`t^* \leftarrow t`, the best
-    parameters are kept, and the deadline :math:`T` grows:
+    and a non-finite :math:`m_t` is never a minimum. Only a *significant* new minimum extends
+    the deadline :math:`T`: one that beats :math:`r`, the metric at the last extension,
+
+    .. math::
+        m_t < r - \delta \quad\text{or, relative,}\quad m_t < r (1 - \delta),
+
+    and, when a baseline :math:`b` is given, also beats :math:`b` by the same rule. Then
+    :math:`r \leftarrow m_t` and
 
     .. math::
         T \leftarrow \max(T, t + p) \;\text{(Keras, "t + constant")}
         \qquad\text{or}\qquad
         T \leftarrow \max(T, \lceil t \cdot k \rceil) \;\text{(Bengio, "t x constant")}.
 
-    Initially :math:`T = t_0 + p` with :math:`t_0` = ``start_step``. Training stops at the
-    first update with :math:`t \ge T`, immediately on a non-finite metric (when
+    Because :math:`r` moves only on an extension, a slow steady decrease whose steps are each
+    below :math:`\delta` still extends the deadline once they add up to more than
+    :math:`\delta`. Initially :math:`T = t_0 + p` with :math:`t_0` = ``start_step``. Training
+    stops at the first update with :math:`t \ge T`, immediately on a non-finite metric (when
     ``stop_on_nonfinite``), and immediately when the metric is worse than
     ``divergence_threshold``; the last two also set ``diverged``. Once stopped, the state no
     longer changes. Updates with :math:`t < t_0` are ignored, except that a non-finite or
@@ -91,13 +105,32 @@ def early_stopping(
     stops at step 4 and the best step is 1, as Keras's ``EarlyStopping(patience=3)`` does
     (flax's ``EarlyStopping`` stops one update later).
 
+    Differences from other libraries (the deadline follows the same rule as theirs; only the
+    restored model can differ):
+
+    - Keras and flax save (Keras restores) only a significant improvement: their best metric
+      is our :math:`r`. Here a new minimum smaller than :math:`\delta` is saved too. On
+      flax's own ``min_delta=1e-3`` sequence ``[0.01, 0.005, 0.0033, 0.0025, 0.002, 0.0017,
+      0.0014, ...]`` (flax ``patience=1``, here ``patience=2``) both stop at step 6; flax's best
+      is step 4 (0.002), ours is step 6 (0.0014). On Keras's test sequences (patience 0-3 on
+      ``[10, 9, 8, 9, 8.9, ...]``; ``[0.2, 0.15, 0.1, 0.11, 0.12]``) nothing changes, since
+      ``min_delta=0`` there. With a baseline that is never beaten, Keras 3 restores the best
+      epoch and so does this rule (the initial deadline here is :math:`t_0 + p`, one step after
+      Keras's, whose wait counter starts at the first epoch).
+    - Bengio's code saves every new minimum, as here, but measures the threshold against the
+      previous minimum, so a decrease of 0.2% per evaluation never extends its deadline with
+      ``min_delta=0.005, relative=True``; here it extends every third evaluation. With
+      metrics ``1.0, 0.9, 0.899, 0.8985`` at steps 0..3 this rule (and Bengio's) restores step
+      3, where Keras-style saving restored step 1.
+
     Args:
       patience: :math:`p > 0`, in the caller's unit of ``step`` (evaluations or iterations).
-      min_delta: :math:`\delta \ge 0`, absolute (or relative, then in [0, 1)) improvement.
+      min_delta: :math:`\delta \ge 0`, absolute (or relative, then in [0, 1)) improvement over
+        :math:`r` that extends the deadline; any strict new minimum is saved regardless.
       relative: compare against :math:`m^*(1 \mp \delta)` instead of :math:`m^* \mp \delta`.
       mode: "min" (a loss) or "max" (an accuracy).
       patience_increase: :math:`k > 1`; when given, the deadline grows multiplicatively.
-      baseline: a metric that does not beat it is not an improvement.
+      baseline: a minimum that does not beat it is saved but does not extend the deadline.
       start_step: :math:`t_0 \ge 0`; earlier updates are ignored.
       stop_on_nonfinite: stop (and flag ``diverged``) on a NaN or infinite metric.
       divergence_threshold: stop (and flag ``diverged``) when the metric is worse than it.
@@ -116,9 +149,11 @@ def early_stopping(
       (True, 1)
 
     References:
-      Keras 3 ``keras.callbacks.EarlyStopping``; Lightning ``EarlyStopping``
-      (``check_finite``, ``divergence_threshold``); Y. Bengio, "Practical recommendations for
-      gradient-based training of deep architectures", 2012, arXiv:1206.5533, section 3.1.
+      L. Prechelt, "Early stopping - but when?", in Neural Networks: Tricks of the Trade,
+      1998; Keras 3 ``keras.callbacks.EarlyStopping``; flax ``training.early_stopping``;
+      Lightning ``EarlyStopping`` (``check_finite``, ``divergence_threshold``); Y. Bengio,
+      "Practical recommendations for gradient-based training of deep architectures", 2012,
+      arXiv:1206.5533, section 3.1.
     """
     if mode not in ("min", "max"):
         raise ValueError(f'mode must be "min" or "max", got {mode!r}')
@@ -138,7 +173,7 @@ def early_stopping(
     def beats(metric: jax.Array, reference: jax.Array) -> jax.Array:
         """metric < reference - delta (or reference * (1 - delta)), both in "min" form."""
         if relative:
-            # In "min" form a "max" metric's best*(1 + delta) is -(-best)*(1 + delta).
+            # In "min" form a "max" metric's r*(1 + delta) is -(-r)*(1 + delta).
             factor = 1.0 - sign * jnp.asarray(min_delta, jnp.float32)
             return metric < reference * factor
         return metric < reference - jnp.asarray(min_delta, jnp.float32)
@@ -148,6 +183,7 @@ def early_stopping(
             best_metric=jnp.asarray(sign * jnp.inf, jnp.float32),
             best_step=jnp.asarray(-1, jnp.int32),
             best_params=params,
+            reference_metric=jnp.asarray(sign * jnp.inf, jnp.float32),
             deadline=_to_step(jnp.asarray(start_step) + jnp.asarray(patience)),
             should_stop=jnp.asarray(False),
             diverged=jnp.asarray(False),
@@ -159,18 +195,19 @@ def early_stopping(
         metric = jnp.asarray(metric, jnp.float32)
         step = jnp.asarray(step, jnp.int32)
         m = sign * metric
-        best = sign * state.best_metric
-        # The first finite value is always an improvement (inf * (1 - delta) handles itself).
-        improved = jnp.isfinite(m) & (jnp.isinf(best) | beats(m, best))
-        if baseline is not None:
-            improved = improved & beats(m, sign * jnp.asarray(baseline, jnp.float32))
         active = (step >= jnp.asarray(start_step)) & ~state.should_stop
-        improved = improved & active
+        # Every strict new minimum is saved; m < inf holds for the first finite value.
+        new_best = active & jnp.isfinite(m) & (m < sign * state.best_metric)
+        # Only a significant one, measured against the last extension, extends the deadline.
+        reference = sign * state.reference_metric
+        significant = new_best & (jnp.isinf(reference) | beats(m, reference))
+        if baseline is not None:
+            significant = significant & beats(m, sign * jnp.asarray(baseline, jnp.float32))
         if patience_increase is None:
             grown = step + _to_step(patience)
         else:
             grown = _to_step(step.astype(jnp.float32) * jnp.asarray(patience_increase))
-        deadline = jnp.where(improved, jnp.maximum(state.deadline, grown), state.deadline)
+        deadline = jnp.where(significant, jnp.maximum(state.deadline, grown), state.deadline)
         diverged = jnp.zeros((), bool)
         if stop_on_nonfinite:
             diverged = diverged | ~jnp.isfinite(metric)
@@ -179,11 +216,12 @@ def early_stopping(
         diverged = diverged & ~state.should_stop
         should_stop = state.should_stop | diverged | (active & (step >= deadline))
         return EarlyStoppingState(
-            best_metric=jnp.where(improved, metric, state.best_metric),
-            best_step=jnp.where(improved, step, state.best_step),
+            best_metric=jnp.where(new_best, metric, state.best_metric),
+            best_step=jnp.where(new_best, step, state.best_step),
             best_params=jax.tree.map(
-                lambda new, old: jnp.where(improved, new, old), params, state.best_params
+                lambda new, old: jnp.where(new_best, new, old), params, state.best_params
             ),
+            reference_metric=jnp.where(significant, metric, state.reference_metric),
             deadline=deadline,
             should_stop=should_stop,
             diverged=state.diverged | diverged,

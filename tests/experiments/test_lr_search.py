@@ -10,7 +10,7 @@ import pytest
 import jdl.optim
 from experiments import lr_search
 from experiments.mlp_classifier import mlp_classifier
-from jdl.data import digits
+from jdl.data import digits, standardize
 from jdl.run import fit, load_params
 from jdl.search import Search
 
@@ -48,6 +48,7 @@ def test_lr_search_small(tmp_path, capsys):
         "20",
         "--optimizer",
         "sgd",
+        "--standardize",
         "--out",
         str(out),
         "--checkpoint-dir",
@@ -59,8 +60,11 @@ def test_lr_search_small(tmp_path, capsys):
     for name in ("results.json", "results.csv", "lr_curve.png", "curves.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved) == {"config", "members", "best", "timing", "devices"}
+    assert set(saved) == {"config", "members", "best", "timing", "devices", "good_range"}
     assert saved["devices"] >= 1 and saved["config"]["steps"] == 45
+    assert saved["config"]["standardize"] is True
+    low, high = saved["good_range"]  # the best rate is in it, the diverging 100 is not
+    assert low <= saved["best"]["learning_rate"] <= high < 100
     assert set(saved["timing"]) == {"compile_s", "run_s", "member_steps_per_s"}
     assert len(saved["members"]) == 6 and all(set(m) == MEMBER_KEYS for m in saved["members"])
     # SGD at a learning rate of 100 blows up: a row of the table, not a crash.
@@ -77,6 +81,7 @@ def test_lr_search_small(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert len(rows) == 6 and set(rows[0]) >= MEMBER_KEYS
     printed = capsys.readouterr().out
+    assert "good learning rates" in printed
     assert "best learning rate:" in printed and "best_val_loss_mean" in printed  # seed aggregate
 
     # The best member's parameters, exported, continue training with fit from where they were.
@@ -84,7 +89,7 @@ def test_lr_search_small(tmp_path, capsys):
     exported = load_params(tmp_path / "best")
     features = (64, 16, 10)
     _, loss_fn, eval_fn = mlp_classifier(features)
-    splits = digits(seed=0)
+    splits = standardize(digits(seed=0))
     before = float(eval_fn(exported, splits.val)["loss"])
     best = min((m for m in saved["members"] if not m["diverged"]), key=lambda m: m["best_val_loss"])
     assert before == pytest.approx(best["best_val_loss"], rel=1e-5)

@@ -40,10 +40,11 @@ def run_members(metrics, steps=None, **hparams):
 
 
 def keras_reference(seq, patience, min_delta):
-    """Keras 3 EarlyStopping.on_epoch_end, min mode, no baseline: (stopped epoch, best).
+    """Keras 3 EarlyStopping.on_epoch_end, min mode, no baseline: (stopped epoch, best epoch).
 
     Keras negates min_delta in min mode, so its ``monitor_op(current - min_delta, best)`` is
-    ``current + |min_delta| < best``.
+    ``current + |min_delta| < best``. Keras's best epoch is its last significant improvement;
+    the course's rule restores the lowest value seen up to the stop instead, returned third.
     """
     wait, best, best_epoch = 0, math.inf, 0
     for epoch, current in enumerate(seq):
@@ -52,8 +53,22 @@ def keras_reference(seq, patience, min_delta):
             best, best_epoch, wait = current, epoch, 0
             continue
         if wait >= patience and epoch > 0:
-            return epoch, best_epoch
-    return -1, best_epoch
+            return epoch, best_epoch, int(np.argmin(seq[: epoch + 1]))
+    return -1, best_epoch, int(np.argmin(seq))
+
+
+def bengio_reference(seq, patience, patience_increase, threshold):
+    """The deeplearning.net loop of Bengio (2012): the improvement threshold is measured
+    against the previous minimum. Returns (stop step, best step)."""
+    deadline, best, best_step = patience, math.inf, -1
+    for t, loss in enumerate(seq):
+        if loss < best:
+            if loss < best * threshold:
+                deadline = max(deadline, math.ceil(t * patience_increase))
+            best, best_step = loss, t
+        if t >= deadline:
+            return t, best_step
+    return -1, best_step
 
 
 def test_course_example_patience_3():
@@ -62,6 +77,71 @@ def test_course_example_patience_3():
     ]
     assert (first, best, at, div) == (4, 1, 1.0, False)
     assert best_m == pytest.approx(0.9)
+
+
+def test_every_new_minimum_is_saved_only_significant_ones_extend():
+    # The README's Bengio setting: 0.899 and 0.8985 are below the 0.5% threshold, but are
+    # new minima, so step 3 is restored (the rule that saved significant minima only gave 1).
+    seq = [[1.0, 0.9, 0.899, 0.8985, 0.95, 0.95]]
+    for extra in ({"patience_increase": 2.0}, {}):
+        first, best, best_m, at, _ = run_members(
+            seq, patience=4, min_delta=0.005, relative=True, **extra
+        )
+        # Significant at 0 and 1 only: deadline max(4, 2) = 4 (Bengio) or 1 + 4 = 5 (Keras).
+        assert (first[0], best[0], at[0]) == (4 if extra else 5, 3, 3.0)
+        assert best_m[0] == pytest.approx(0.8985)
+    assert bengio_reference(seq[0], 4, 2.0, 0.995) == (4, 3)
+
+
+def test_baseline_never_beaten_restores_the_best_seen():
+    # Keras 3's own test: baseline 0.5 is never beaten; Keras restores epoch 2 (0.7), so do we
+    # (the initial deadline 0 + 5 stops at step 5; Keras's wait counter stops at epoch 4).
+    seq = [[0.9, 0.8, 0.7, 0.71, 0.72, 0.73, 0.74]]
+    first, best, best_m, at, _ = run_members(seq, patience=5, baseline=0.5)
+    assert (first[0], best[0], at[0]) == (5, 2, 2.0)
+    assert best_m[0] == pytest.approx(0.7)
+
+
+def test_slow_steady_decrease_extends_once_improvements_add_up_vmapped():
+    # m_t = 0.998^t: each step improves by 0.2%. The deadline is extended only when the
+    # improvement since the last extension exceeds min_delta (relative), i.e. every k steps
+    # with 0.998^k < 1 - min_delta: k = 3 for 0.005, k = 1 for 0.001, k = 6 for 0.01.
+    t = 40
+    seq = (0.998 ** np.arange(t)).astype(np.float32)
+    min_delta = np.array([0.005, 0.005, 0.001, 0.01, 0.01], np.float32)
+    patience = np.array([4, 2, 2, 5, 6], np.int32)
+    first, best, _, at, div = run_members(
+        np.tile(seq, (5, 1)), patience=patience, min_delta=min_delta, relative=True
+    )
+    # 0.005: extensions at 0, 3, 6, ...: patience 4 never stops, 2 stops at step 2. 0.01:
+    # extensions at 0, 6, 12, ... (0.998^5 = 0.99004 is not below 0.99): patience 5 stops at
+    # step 5, patience 6 reaches the extension at step 6 and never stops.
+    np.testing.assert_array_equal(first, [-1, 2, -1, 5, -1])
+    np.testing.assert_array_equal(best, [t - 1, 2, t - 1, 5, t - 1])
+    np.testing.assert_array_equal(at, best.astype(np.float32))
+    assert not div.any()
+    # Bengio's code measures the threshold against the previous minimum: it never extends.
+    mult = run_members([seq], patience=10, patience_increase=2.0, min_delta=0.005, relative=True)
+    assert mult[0][0] == -1  # extensions at 3, 6, 9, ...: deadline 2t stays ahead
+    assert bengio_reference(seq, 10, 2.0, 0.995)[0] == 10
+
+
+def test_flax_and_keras_test_sequences_keep_their_stop_steps():
+    # flax's min_delta=1e-3, patience=1 sequence (flax stops one update later: patience 2
+    # here). Significant at 0, 1, 2, 4; both stop at step 6. flax's best is step 4 (0.002);
+    # the lowest seen, 0.0014 at step 6, is restored here.
+    flax = [0.01, 0.005, 0.0033, 0.0025, 0.002, 0.0017, 0.0014, 0.0012, 0.0011, 0.001]
+    first, best, _, at, _ = run_members([flax], patience=2, min_delta=1e-3)
+    assert (first[0], best[0], at[0]) == (6, 6, 6.0)
+    # Keras's patience test: stopped epoch max(patience, 1) + 2, best epoch 2 (8.0).
+    keras = [10.0, 9.0, 8.0, 9.0, 8.9, 8.8, 8.7, 8.6, 8.5]
+    patience = np.array([1, 2, 3], np.int32)
+    first, best, *_ = run_members(np.tile(keras, (3, 1)), patience=patience)
+    np.testing.assert_array_equal(first, patience + 2)
+    np.testing.assert_array_equal(best, [2, 2, 2])
+    # Keras's restore test: patience 2 stops at epoch 4 and restores epoch 2.
+    first, best, *_ = run_members([[0.2, 0.15, 0.1, 0.11, 0.12]], patience=2)
+    assert (first[0], best[0]) == (4, 2)
 
 
 def test_keras_equivalent_on_random_sequences_with_vmapped_hyperparameters():
@@ -76,12 +156,17 @@ def test_keras_equivalent_on_random_sequences_with_vmapped_hyperparameters():
     min_delta = rng.choice([0.0, 0.01, 0.05], n).astype(np.float32)
     first, best, _, at, div = run_members(seqs, patience=patience, min_delta=min_delta)
     stops = 0
+    differs = 0
     for i in range(n):
-        ref_stop, ref_best = keras_reference(seqs[i].astype(np.float32), patience[i], min_delta[i])
-        assert (first[i], best[i]) == (ref_stop, ref_best), i
+        seq = seqs[i].astype(np.float32)
+        ref_stop, keras_best, lowest = keras_reference(seq, patience[i], min_delta[i])
+        # Keras's stop step; the lowest value seen up to it, not Keras's last significant one.
+        assert (first[i], best[i]) == (ref_stop, lowest), i
         assert at[i] == best[i]  # the best params are the ones of the best step
         stops += ref_stop >= 0
+        differs += keras_best != lowest
     assert stops > n // 2 and not div.any()  # most members stopped, each at its own step
+    assert differs > 0  # some members restore a later, smaller-than-min_delta minimum
 
 
 def test_bengio_multiplicative_increase_vs_additive():
@@ -101,9 +186,9 @@ def test_relative_baseline_start_step_and_max_mode():
     # Relative: 0.95 is not 10% better than 1.0, 0.85 is.
     rel = run_members([[1.0, 0.95, 0.85, 0.85, 0.85]], patience=2, min_delta=0.1, relative=True)
     assert (rel[0][0], rel[1][0]) == (4, 2)
-    # Baseline: values above 0.5 are not improvements, so the initial deadline holds.
+    # Baseline: values above 0.5 do not extend the deadline, but the lowest is still saved.
     bl = run_members([[0.9, 0.8, 0.7, 0.6, 0.6, 0.6]], patience=3, baseline=0.5)
-    assert (bl[0][0], bl[1][0], bl[3][0]) == (3, -1, -1.0)
+    assert (bl[0][0], bl[1][0], bl[3][0]) == (3, 3, 3.0)
     bl2 = run_members([[0.9, 0.4, 0.45, 0.45, 0.45, 0.45]], patience=3, baseline=0.5)
     assert (bl2[0][0], bl2[1][0]) == (4, 1)
     # start_step: the very good value at step 0 is ignored; the deadline starts at 2 + 2.
@@ -113,6 +198,9 @@ def test_relative_baseline_start_step_and_max_mode():
     mx = run_members([[0.5, 0.7, 0.6, 0.65, 0.6]], patience=2, mode="max")
     assert (mx[0][0], mx[1][0]) == (3, 1)
     assert mx[2][0] == pytest.approx(0.7)
+    # In max mode a new maximum below min_delta is saved but does not extend the deadline.
+    mxs = run_members([[0.5, 0.7, 0.705, 0.6, 0.6]], patience=2, mode="max", min_delta=0.01)
+    assert (mxs[0][0], mxs[1][0], mxs[3][0]) == (3, 2, 2.0)
     mxd = run_members(
         [[0.5, 0.7, 0.05]], patience=5, mode="max", divergence_threshold=np.array([0.1], np.float32)
     )
