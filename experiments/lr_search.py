@@ -26,27 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
-
-import jdl.optim
-from experiments.cli import Parser, hidden_sizes
-from experiments.mlp_classifier import mlp_classifier
-from jdl.data import digits
-from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
-from jdl.search.report import (
-    aggregate,
-    best_config,
-    format_table,
-    plot_curves,
-    plot_lr_curve,
-    records,
-    write_csv,
-    write_json,
-)
-from jdl.train import early_stopping
+from experiments.cli import OPTIMIZER_NAMES, Parser, hidden_sizes, joined, run
 
 PROG = "python -m experiments.lr_search"
-OPTIMIZERS = tuple(sorted(jdl.optim.OPTIMIZERS))
+OPTIMIZERS = tuple(sorted(OPTIMIZER_NAMES))
 NUM_CLASSES = 10
 MEMBER_KEYS = (
     "learning_rate",
@@ -76,6 +59,8 @@ class Config:
     patience: int = 200  # in optimizer steps
     devices: int | None = None  # None: every device
     out: str = "runs/lr_search"
+    overwrite: bool = False
+    format: str = "png"  # of the figures
     distributed: bool = False
     coordinator: str | None = None
     num_processes: int | None = None
@@ -85,31 +70,31 @@ class Config:
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, doc=__doc__)
     p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--lr-min", type=float, default=d.lr_min)
-    p.add_argument("--lr-max", type=float, default=d.lr_max)
-    p.add_argument("--num-lrs", type=int, default=d.num_lrs)
-    p.add_argument("--seeds", type=int, default=d.seeds)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden, help="e.g. 128,128")
+    p.add_argument("--lr-min", type=float, default=d.lr_min, help="smallest learning rate")
+    p.add_argument("--lr-max", type=float, default=d.lr_max, help="largest learning rate")
+    p.add_argument("--num-lrs", type=int, default=d.num_lrs, help="learning rates (log grid)")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per learning rate")
+    p.add_argument("--steps", type=int, default=d.steps, help="most optimizer steps per member")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
     p.add_argument(
         "--devices",
         type=int,
         default=d.devices,
-        help="devices to shard the members over (default: all; on a CPU host, one per core)",
+        help="devices to shard the members over; None: all (on a CPU host, one per core)",
     )
-    p.add_argument("--out", default=d.out)
+    p.add_output_arguments(d.out)
     p.add_argument(
         "--distributed",
         action="store_true",
         help="join a multi-host run (jax.distributed.initialize) before anything else",
     )
     p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
-    p.add_argument("--num-processes", type=int, default=None)
-    p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--num-processes", type=int, default=None, help="processes (multi-host)")
+    p.add_argument("--process-id", type=int, default=None, help="this process (multi-host)")
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -118,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.require_positive_ints(a, "num_lrs", "seeds", "steps", "batch_size", "patience")
     if a.devices is not None:
         p.require_positive_ints(a, "devices")
+    p.require_output(a)
     multi = (a.coordinator, a.num_processes, a.process_id)
     if any(v is not None for v in multi):
         if not a.distributed:
@@ -130,6 +116,29 @@ def parse_args(argv: list[str] | None = None) -> Config:
                 f"{a.num_processes} and {a.process_id}"
             )
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and bad flags answer before JAX is imported below
+
+import jax
+
+import jdl.optim
+from experiments import output
+from experiments.mlp_classifier import mlp_classifier
+from jdl.data import digits
+from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
+from jdl.search.report import (
+    aggregate,
+    best_config,
+    format_table,
+    plot_curves,
+    plot_lr_curve,
+    records,
+    write_csv,
+    write_json,
+)
+from jdl.train import early_stopping
 
 
 def _count(n: int, noun: str) -> str:
@@ -224,12 +233,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         table = format_table(aggregate(rows, by), seed_columns)
     if jax.process_index() == 0:
+        with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+            write_json(folder / "results.json", results)
+            write_csv(folder / "results.csv", rows)
+            plot_lr_curve(result, folder / f"lr_curve.{cfg.format}")
+            plot_curves(result, folder / f"curves.{cfg.format}")
         out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "results.json", results)
-        write_csv(out / "results.csv", rows)
-        plot_lr_curve(result, out / "lr_curve.png")
-        plot_curves(result, out / "curves.png")
         print(table)
         print(
             f"\n{pop.num_members} members ({_count(cfg.num_lrs, 'learning rate')} x "
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"best learning rate: {best['learning_rate']:.4g} (best validation loss "
             f"{best['best_val_loss_mean']:.4f}, test accuracy {best['test_accuracy_mean']:.4f})"
         )
-        print(f"wrote {out}/results.json, results.csv, lr_curve.png, curves.png")
+        print(f"wrote {out}/results.json, results.csv, lr_curve.{cfg.format}, curves.{cfg.format}")
         if result.interrupted:
             print(
                 f"interrupted at step {int(result.steps.max())} of {cfg.steps}: the files hold "
@@ -255,4 +264,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
