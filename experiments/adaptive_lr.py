@@ -103,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if not 0 < a.tau_fraction <= 1:
         p.error(f"--tau-fraction must be in (0, 1], got {a.tau_fraction}")
     p.require_positive_ints(a, *INT_FLAGS)
+    p.require_batch_size(max(a.batch_size, a.probe_size), cli.DIGITS_TRAIN_EXAMPLES)
     if a.rounds * (a.period + a.probe_steps) > cli.INT32_MAX:
         p.error("--rounds x (--period + --probe-steps) must fit an int32 step counter")
     p.require_output(a)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.cli import Parser, hidden_sizes, joined, run
+from experiments.cli import DIGITS_TRAIN_EXAMPLES, Parser, hidden_sizes, joined, run
 
 PROG = "python -m experiments.early_stopping"
 
@@ -90,8 +90,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error(f"--patience-increase must be > 1, got {a.patience_increase}")
     if not 0 <= a.improvement < 1:
         p.error(f"--improvement must be in [0, 1), got {a.improvement}")
-    if a.train_size:
-        p.require_batch_size(a.batch_size, a.train_size, "examples of --train-size")
+    if a.train_size > DIGITS_TRAIN_EXAMPLES:
+        p.error(f"--train-size must be at most the {DIGITS_TRAIN_EXAMPLES} training examples")
+    p.require_batch_size(a.batch_size, a.train_size or DIGITS_TRAIN_EXAMPLES, "training examples")
     p.require_output(a)
     return Config(**vars(a))
 
@@ -245,7 +246,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"--train-size must be at most the {train.x.shape[0]} training examples"
             )
         train = stratified_subset(train, cfg.train_size, seed=cfg.seed)
-    Parser(prog=PROG).require_batch_size(cfg.batch_size, train.x.shape[0])
     result, snapshots, test_accuracy = _train(cfg, train, splits.val, splits.test)
     history = result.history
     best_step = int(result.state.stop.best_step)

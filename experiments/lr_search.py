@@ -26,7 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.cli import OPTIMIZER_NAMES, Parser, hidden_sizes, joined, run
+from experiments.cli import (
+    DIGITS_TRAIN_EXAMPLES,
+    OPTIMIZER_NAMES,
+    Parser,
+    hidden_sizes,
+    joined,
+    run,
+)
 
 PROG = "python -m experiments.lr_search"
 OPTIMIZERS = tuple(sorted(OPTIMIZER_NAMES))
@@ -101,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.require_positive_numbers(a, "lr_min", "lr_max")
     p.require_ordered(a, "lr_min", "lr_max")
     p.require_positive_ints(a, "num_lrs", "seeds", "steps", "batch_size", "patience")
+    p.require_batch_size(a.batch_size, DIGITS_TRAIN_EXAMPLES)
     if a.devices is not None:
         p.require_positive_ints(a, "devices")
     p.require_output(a)

@@ -48,20 +48,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-import matplotlib
-import numpy as np
-import optax
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from experiments import capacity
-from experiments.cli import Parser, positive_numbers
-from jdl.augment import gaussian_noise, worst_of_k
-from jdl.data import Dataset
-from jdl.losses import softmax_cross_entropy
-from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
+from experiments import capacity_cli, cli
+from experiments.cli import Parser, joined, positive_numbers
 
 PROG = "python -m experiments.regularization"
 METHODS = (
@@ -90,7 +78,7 @@ PENALTY_GROUP = ("none", "l2", "l1", "gaussian_noise")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(capacity.Config):
+class Config(capacity_cli.Config):
     """The capacity study's training and sweep, the regularized model and the grids."""
 
     hidden: int = 256
@@ -115,24 +103,53 @@ def _methods(text: str) -> tuple[str, ...]:
 
 def _parse(argv: list[str] | None) -> Config:
     d = Config()
-    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
-    capacity.add_arguments(p, d)
-    p.add_argument("--hidden", type=int, default=d.hidden)
-    p.add_argument("--k", type=int, default=d.k)
-    for name in ("l2", "l1", "dropout", "sigma", "worst_sigma", "jacobian"):
+    p = Parser(prog=PROG, doc=__doc__)
+    capacity_cli.add_arguments(p, d)
+    p.add_argument("--hidden", type=int, default=d.hidden, help="width of the regularized MLP")
+    p.add_argument("--k", type=int, default=d.k, help="draws of worst-of-k noise")
+    grids = {
+        "l2": "grid of the L2 penalty's lambda",
+        "l1": "grid of the L1 penalty's lambda",
+        "dropout": "grid of dropout rates, in (0, 1)",
+        "sigma": "grid of the Gaussian noise's sigma",
+        "worst_sigma": "grid of worst-of-k noise's sigma",
+        "jacobian": "grid of the Jacobian penalty's lambda",
+    }
+    for name, text in grids.items():
         p.add_argument(
-            "--" + name.replace("_", "-"), type=positive_numbers, default=getattr(d, name)
+            cli.flag(name), type=positive_numbers, default=joined(getattr(d, name)), help=text
         )
     p.add_argument(
-        "--methods", type=_methods, default=d.methods, help="comma-separated; none always runs"
+        "--methods",
+        type=_methods,
+        default=joined(d.methods),
+        help="comma-separated; none always runs",
     )
     args = p.parse_args(argv)
-    capacity.check_arguments(p, args)
+    capacity_cli.check_arguments(p, args)
+    p.require_positive_numbers(args, *grids)
     p.require_positive_ints(args, "hidden", "k")
     if not all(v < 1 for v in args.dropout):
         p.error(f"--dropout rates must lie in (0, 1), got {args.dropout}")
     return Config(**vars(args))
 
+
+if __name__ == "__main__":
+    _parse(None)  # --help and bad flags answer before JAX is imported below
+
+import jax
+import matplotlib
+import numpy as np
+import optax
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from experiments import capacity, output
+from jdl.augment import gaussian_noise, worst_of_k
+from jdl.data import Dataset
+from jdl.losses import softmax_cross_entropy
+from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
 
 # ------------------------------------------------------------------------------ training
 
@@ -354,10 +371,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     capacity_s = time.perf_counter() - start
     table, timing = _methods_results(cfg, splits)
     verdict = _verdict(table)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    capacity.plot(sweep, out / "capacity.png")
-    _plot_methods(table, out / "regularizers.png")
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(train.x.shape[0]),
@@ -368,7 +381,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "verdict": verdict,
         "timing": {"capacity_s": capacity_s, **timing, "total_s": time.perf_counter() - start},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        capacity.plot(sweep, folder / f"capacity.{cfg.format}")
+        _plot_methods(table, folder / f"regularizers.{cfg.format}")
+        (folder / "results.json").write_text(json.dumps(results, indent=2))
+    out = Path(cfg.out)
     _print_table(table)
     print(verdict["statement"])
     print(f"wrote {out / 'results.json'} in {results['timing']['total_s']:.1f} s")
@@ -376,4 +393,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
