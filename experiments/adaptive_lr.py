@@ -103,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if not 0 < a.tau_fraction <= 1:
         p.error(f"--tau-fraction must be in (0, 1], got {a.tau_fraction}")
     p.require_positive_ints(a, *INT_FLAGS)
-    p.require_batch_size(max(a.batch_size, a.probe_size), cli.DIGITS_TRAIN_EXAMPLES)
+    p.require_batch_size(a.batch_size, cli.DIGITS_TRAIN_EXAMPLES)
+    if a.probe_size > cli.DIGITS_TRAIN_EXAMPLES:
+        p.error(f"--probe-size {a.probe_size} exceeds the {cli.DIGITS_TRAIN_EXAMPLES} examples")
     if a.rounds * (a.period + a.probe_steps) > cli.INT32_MAX:
         p.error("--rounds x (--period + --probe-steps) must fit an int32 step counter")
     p.require_output(a)

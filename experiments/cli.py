@@ -85,6 +85,10 @@ class Parser(argparse.ArgumentParser):
         for name in names:
             value = getattr(args, name)
             if not minimum <= value <= INT32_MAX:
+                if minimum == 1:
+                    self.error(
+                        f"{flag(name)} must be a positive int (at most {INT32_MAX}), got {value}"
+                    )
                 self.error(f"{flag(name)} must be an int in [{minimum}, {INT32_MAX}], got {value}")
 
     def require_positive_numbers(self, args: argparse.Namespace, *names: str) -> None:
