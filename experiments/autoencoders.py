@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 if __name__ == "__main__":
-    parse_args()  # --help and bad flags answer before JAX is imported below
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
 
 import jax
 import jax.numpy as jnp

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import struct
 import sys
 from collections.abc import Callable
@@ -154,9 +155,24 @@ class Parser(argparse.ArgumentParser):
             self.error(f"--out {text} cannot be written: {parent} is not a writable folder")
 
 
+def _exit_130(signum: int, frame: Any) -> None:
+    print("interrupted: nothing written", file=sys.stderr)
+    sys.exit(130)
+
+
+def parsed(parse_args: Callable[[], Any]) -> None:
+    """Parses an experiment's command line (``--help`` and bad flags end here, before JAX is
+    imported); a Ctrl-C during the imports that follow exits with status 130 and one line."""
+    parse_args()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _exit_130)
+
+
 def run(main: Callable[[], Any]) -> None:
     """Runs an experiment's ``main``; a Ctrl-C that reaches here exits with status 130 and one
     line (the files of a previous run are untouched: nothing was moved into ``--out``)."""
+    if signal.getsignal(signal.SIGINT) is _exit_130:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as the search expects
     try:
         main()
     except KeyboardInterrupt:

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.cli import DIGITS_TRAIN_EXAMPLES, Parser, hidden_sizes, joined, run
+from experiments import cli
+from experiments.cli import DIGITS_TRAIN_EXAMPLES, Parser, hidden_sizes, joined
 
 PROG = "python -m experiments.early_stopping"
 
@@ -98,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 if __name__ == "__main__":
-    parse_args()  # --help and bad flags answer before JAX is imported below
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
 
 import jax
 import jax.numpy as jnp
@@ -280,4 +281,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

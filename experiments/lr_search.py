@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from experiments import cli
 from experiments.cli import (
     DIGITS_TRAIN_EXAMPLES,
     OPTIMIZER_NAMES,
     Parser,
     hidden_sizes,
     joined,
-    run,
 )
 
 PROG = "python -m experiments.lr_search"
@@ -127,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 if __name__ == "__main__":
-    parse_args()  # --help and bad flags answer before JAX is imported below
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
 
 import jax
 
@@ -272,4 +272,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

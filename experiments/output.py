@@ -121,12 +121,12 @@ def files(out: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[P
       SystemExit: 130 once the set is in place, after a Ctrl-C during the block.
     """
     out = Path(out).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _recover(out)
-    folder = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
     with _HeldInterrupt() as held:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _recover(out)
+        folder = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
         try:
             yield folder
             _commit(folder, out, overwrite)

@@ -135,7 +135,7 @@ def _parse(argv: list[str] | None) -> Config:
 
 
 if __name__ == "__main__":
-    _parse(None)  # --help and bad flags answer before JAX is imported below
+    cli.parsed(lambda: _parse(None))  # --help and bad flags answer before JAX is imported
 
 import jax
 import matplotlib

@@ -124,7 +124,7 @@ def _labelled(n: int, fraction: float) -> int:
 
 
 if __name__ == "__main__":
-    parse_args()  # --help and bad flags answer before JAX is imported below
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
 
 import jax
 import matplotlib
