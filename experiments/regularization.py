@@ -7,11 +7,8 @@
         [--jacobian 1e-4,1e-3,1e-2] [--methods none,l2,l1,dropout,gaussian_noise,...]
         [--data-seed 0] [--out DIR]
 
-Part 1, capacity (`experiments.capacity`): MLPs 64-w-10 of increasing width w trained with
-Adam for ``--steps`` on a stratified subset of ``--train-size`` digits; the training loss
-(whole subset) and validation loss of the final parameters against w give the course's
-underfitting / good fit / overfitting picture (``capacity.png``, left), and the validation
-curves over training show the overfitting in time (right).
+Part 1 is the capacity study of `experiments.capacity` (``capacity.png``): MLPs 64-w-10 of
+increasing width on a stratified subset of ``--train-size`` digits, under- to overfitting.
 
 Part 2, regularizers: the 64-``hidden``-10 MLP trained the same way with no regularization,
 an L2 or L1 penalty on the kernels, dropout, Gaussian input noise, worst-of-k Gaussian noise
@@ -43,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -306,8 +304,13 @@ def _verdict(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plot_methods(table: dict[str, Any], path: Path) -> None:
+    """Left: each method's chosen accuracy; right: one panel per searched coefficient (their
+    units differ, so each has its own axis)."""
     names = list(table)
-    fig, (ax, ax_g) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    searched = [m for m in names if m not in ("none", "early_stopping")]
+    fig = plt.figure(figsize=(14, 4.8), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=(1.0, 1.3))
+    ax = left.subplots()
     pos = np.arange(len(names))
     for offset, key, label in (
         (-0.15, "val_accuracy", "validation"),
@@ -324,27 +327,30 @@ def _plot_methods(table: dict[str, Any], path: Path) -> None:
     none = table["none"]["test_accuracy"]
     ax.axhspan(none["mean"] - none["std"], none["mean"] + none["std"], color="gray", alpha=0.2)
     ax.set_xticks(pos, names, rotation=30, ha="right")
-    ax.set_ylabel("accuracy (mean +- std over seeds)")
+    ax.set_ylabel("accuracy, mean ± std over seeds (axis zoomed, not from 0)")
     ax.set_title("chosen coefficient per method (band: none's test spread)")
-    ax.legend()
-    for m in names:
+    ax.legend(loc="lower left")
+    cols = max(1, math.ceil(len(searched) / 2))
+    axes = right.subplots(2, cols, squeeze=False).ravel() if searched else []
+    for ax_g, m in zip(axes, searched, strict=False):
         grid = table[m]["grid"]
-        if m in ("none", "early_stopping"):
-            continue
         ax_g.errorbar(
             [g["value"] for g in grid],
             [g["val_accuracy"]["mean"] for g in grid],
             yerr=[g["val_accuracy"]["std"] for g in grid],
             fmt="o-",
             capsize=2,
-            label=m,
         )
-    ax_g.axhline(table["none"]["val_accuracy"]["mean"], color="gray", ls="--", label="none")
-    ax_g.set_xscale("log")
-    ax_g.set_xlabel("coefficient")
-    ax_g.set_ylabel("validation accuracy")
-    ax_g.set_title("the search: validation accuracy per coefficient")
-    ax_g.legend(fontsize=8)
+        ax_g.axhline(table["none"]["val_accuracy"]["mean"], color="gray", ls="--", lw=1)
+        ax_g.set_xscale("log" if m != "dropout" else "linear")
+        ax_g.set_xlabel(HYPERPARAMETER[m], fontsize=8)
+        ax_g.set_ylabel("val. accuracy", fontsize=8)
+        ax_g.set_title(m, fontsize=9)
+        ax_g.tick_params(labelsize=7)
+    for ax_g in list(axes)[len(searched) :]:
+        ax_g.axis("off")
+    right.suptitle("the search: validation accuracy per coefficient (dashed: none)", fontsize=10)
+    fig.suptitle("Regularizers on a 200-digit training set, coefficients chosen on validation")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
