@@ -149,8 +149,6 @@ from jdl.data import Dataset
 from jdl.losses import softmax_cross_entropy
 from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
 
-# ------------------------------------------------------------------------------ training
-
 
 def _make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool, k: int):
     """``make_loss_fn(hparams) -> loss_fn``: cross-entropy plus the terms of ``methods``, each
