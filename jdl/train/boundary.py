@@ -128,8 +128,13 @@ def check_finite(name: str, data: Dataset) -> None:
 
 
 def check_labels_of(fns: tuple[object, ...], params: Params, train: Dataset, val: Dataset) -> None:
-    """The labels against the model's outputs, where an objective knows how: the first of
-    ``fns`` with a ``check_labels(params, data, name)`` method (`jdl.train.classification`)."""
+    """The concrete labels against the model's outputs, where an objective knows how: the first
+    of ``fns`` with a ``check_labels(params, data, name)`` method (`jdl.train.classification`)."""
+    if any(
+        isinstance(d.y, jax.core.Tracer) or not isinstance(d.y, jax.Array | np.ndarray)
+        for d in (train, val)
+    ):
+        return
     for fn in fns:
         check = getattr(fn, "check_labels", None)
         if callable(check):
@@ -168,6 +173,7 @@ def check_functions(
         ),
         train,
     )
+    check_labels_of((loss_fn, eval_fn), state.params, train, val)
     val = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype)), val
     )
@@ -213,4 +219,3 @@ def check_functions(
             err, f"eval_fn(params, val) failed on val {_describe_data(val)} and params {summary}"
         ) from err
     check_evaluation(evaluation)
-    check_labels_of((loss_fn, eval_fn), state.params, train, val)
