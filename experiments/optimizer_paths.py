@@ -33,6 +33,7 @@ from experiments import cli
 from experiments.cli import OPTIMIZER_NAMES, Parser, joined
 
 OPTIMIZERS = OPTIMIZER_NAMES
+SHOWN_STEPS = 12  # of the diverging SGD run in the regimes' path panel
 RAVINE_CURVATURE = (1.0, 25.0)  # Hessian eigenvalues: condition number 25, L = 25
 
 
@@ -258,13 +259,15 @@ def plot_regimes(curves: dict[str, np.ndarray], paths: np.ndarray, lrs, file: Pa
     limit = 2 / RAVINE_CURVATURE[1]
     for i, ((label, losses), lr) in enumerate(zip(curves.items(), lrs, strict=True)):
         ax_loss.semilogy(np.arange(losses.size), losses, color=f"C{i}", label=f"{label}, η={lr:g}")
-        ax_path.plot(*paths[i].T, ".-", ms=3, lw=0.8, color=f"C{i}", label=f"{label}, η={lr:g}")
+        # The diverging run's later steps would cover the others: its first steps only, below.
+        shown = paths[i][:SHOWN_STEPS] if label == "too large" else paths[i]
+        ax_path.plot(*shown.T, ".-", ms=3, lw=0.8, color=f"C{i}", label=f"{label}, η={lr:g}")
     start = max(float(c[0]) for c in curves.values())
     # A diverging run would stretch the axis over tens of decades: clip it, and say so.
     ax_loss.set_ylim(top=100 * start)
     ax_loss.set(
         xlabel="SGD step",
-        ylabel="loss 0.5 (x² + 25 y²) (log scale, clipped at 100× the start)",
+        ylabel="loss 0.5 (θ₁² + 25 θ₂²) (log scale, clipped at 100× the start)",
         title=f"SGD on the ravine: stable for η < 2/L = {limit:g}",
     )
     ax_loss.legend(loc="lower left")
@@ -272,7 +275,7 @@ def plot_regimes(curves: dict[str, np.ndarray], paths: np.ndarray, lrs, file: Pa
     ax_path.set(
         xlabel="θ₁",
         ylabel="θ₂",
-        title="the same runs: too large a rate zig-zags out of the ravine",
+        title=f"the same runs (too large: its first {SHOWN_STEPS} steps) over the contours",
     )
     ax_path.legend(loc="lower right", fontsize=8)
     fig.savefig(file, dpi=100)

@@ -245,8 +245,9 @@ def plot_lr_curve(
     ax.set_xscale("log")
     ax.set_ylim(0.0, top)
     ax.set_xlabel(hparam.replace("_", " ") + " (log scale)")
-    ax.set_ylabel(f"final {metric.replace('_', ' ')} (mean over seeds; band: range)")
-    ax.set_title(f"Final {metric.replace('_', ' ')} against the {hparam.replace('_', ' ')}")
+    what = metric.replace("val_", "validation ").replace("_", " ")
+    ax.set_ylabel(f"final {what} (mean over seeds; band: range)")
+    ax.set_title(f"Final {what} against the {hparam.replace('_', ' ')}")
     # Outside the axes, so that it never covers a point.
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(True, which="both", alpha=0.3)
