@@ -156,8 +156,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def _exit_130(signum: int, frame: Any) -> None:
-    print("interrupted: nothing written", file=sys.stderr)
-    sys.exit(130)
+    # At once: an exception raised from a signal handler can land where it is swallowed (a
+    # garbage-collection callback) or half-way through an extension's initialisation, and
+    # nothing is open yet that needs closing.
+    os.write(2, b"interrupted: nothing written\n")
+    os._exit(130)
 
 
 def parsed(parse_args: Callable[[], Any]) -> None:
