@@ -28,18 +28,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-import jdl.optim
-from experiments.cli import Parser, hidden_sizes, positive_numbers
-from experiments.mlp_classifier import mlp_classifier
-from jdl.data import digits
-from jdl.search import AdaptiveState, Search, log_grid, make_adaptive, product, run_adaptive
-from jdl.search import population as make_population
-from jdl.search.report import write_json
-from jdl.train import early_stopping, init_state
+from experiments import cli
+from experiments.cli import Parser, hidden_sizes, joined, positive_numbers
 
 PROG = "python -m experiments.adaptive_lr"
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad", "adamax", "nadam", "amsgrad")
@@ -66,6 +56,8 @@ class Config:
     batch_size: int = 64
     hidden: tuple[int, ...] = (64,)
     out: str = "runs/adaptive_lr"
+    overwrite: bool = False
+    format: str = "png"  # of the figure
 
     @property
     def steps(self) -> int:
@@ -76,24 +68,65 @@ class Config:
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, doc=__doc__)
     p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
+    helps = {
+        "lr_min": "smallest rate of the fixed grid",
+        "lr_max": "largest rate of the fixed grid",
+        "initial_lr": "first rate of the re-estimation",
+        "tau_fraction": "decay's tau as a fraction of the steps, in (0, 1]",
+        "num_lrs": "rates of the fixed grid (log grid)",
+        "seeds": "seeds of every method",
+        "rounds": "re-estimation rounds",
+        "period": "training steps per round",
+        "probe_steps": "steps of each probe copy per round",
+        "probe_size": "training examples of the probe subset",
+        "batch_size": "examples per step",
+    }
     for name in ("lr_min", "lr_max", "initial_lr", "tau_fraction"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+        p.add_argument(cli.flag(name), type=float, default=getattr(d, name), help=helps[name])
     for name in INT_FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    p.add_argument("--multipliers", type=positive_numbers, default=d.multipliers)
-    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden)
-    p.add_argument("--out", default=d.out)
+        p.add_argument(cli.flag(name), type=int, default=getattr(d, name), help=helps[name])
+    p.add_argument(
+        "--multipliers",
+        type=positive_numbers,
+        default=joined(d.multipliers),
+        help="rate multipliers of the probe copies",
+    )
+    p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
+    p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    p.require_positive_numbers(a, "lr_min", "lr_max", "initial_lr")
+    p.require_positive_numbers(a, "lr_min", "lr_max", "initial_lr", "multipliers")
     p.require_ordered(a, "lr_min", "lr_max")
     if not 0 < a.tau_fraction <= 1:
         p.error(f"--tau-fraction must be in (0, 1], got {a.tau_fraction}")
     p.require_positive_ints(a, *INT_FLAGS)
+    p.require_batch_size(a.batch_size, cli.DIGITS_TRAIN_EXAMPLES)
+    if a.probe_size > cli.DIGITS_TRAIN_EXAMPLES:
+        p.error(f"--probe-size {a.probe_size} exceeds the {cli.DIGITS_TRAIN_EXAMPLES} examples")
+    if a.rounds * (a.period + a.probe_steps) > cli.INT32_MAX:
+        p.error("--rounds x (--period + --probe-steps) must fit an int32 step counter")
+    p.require_output(a)
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+if __name__ == "__main__":
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jdl.optim
+from experiments import output
+from experiments.mlp_classifier import mlp_classifier
+from jdl.data import digits
+from jdl.search import AdaptiveState, Search, log_grid, make_adaptive, product, run_adaptive
+from jdl.search import population as make_population
+from jdl.search.report import write_json
+from jdl.train import early_stopping, init_state
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -194,10 +227,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "test_accuracy_mean": result.best["test_accuracy"].mean(axis=0),
         },
     }
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        write_json(folder / "results.json", results)
+        _plot(folder / f"adaptive_lr.{cfg.format}", cfg, fixed, decay, adaptive, tau)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", results)
-    _plot(out / "adaptive_lr.png", fixed, decay, adaptive, steps, tau)
     for name, r in (("fixed", fixed), ("decay", decay), ("adaptive", adaptive)):
         lr = r.get("learning_rate", r.get("initial_learning_rate"))
         print(
@@ -205,39 +238,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['test_accuracy_mean']:.4f} +- {r['test_accuracy_std']:.4f}"
         )
     print(f"adaptive rates, seed 0: {' '.join(f'{v:.3g}' for v in lrs[0])}")
-    print(f"wrote {out}/results.json, adaptive_lr.png")
+    print(f"wrote {out}/results.json, adaptive_lr.{cfg.format}")
     return results
 
 
-def _plot(path: Path, fixed: dict, decay: dict, adaptive: dict, steps: int, tau: float) -> None:
+def _plot(path: Path, cfg: Config, fixed: dict, decay: dict, adaptive: dict, tau: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, r in (("best fixed", fixed), ("time-constant decay", decay), ("adaptive", adaptive)):
-        ax1.plot(r["steps"], r["val_loss_curve"], marker="o", ms=3, label=name)
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("validation loss (mean over seeds)")
+    steps = cfg.steps
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    methods = (("best fixed", fixed), ("time-constant decay", decay), ("adaptive", adaptive))
+    # Distinct markers and dashes: curves that coincide stay visible one over the other.
+    styles = (("o", "-", 7), ("s", "--", 5), ("^", ":", 4))
+    for (name, r), (marker, ls, ms) in zip(methods, styles, strict=True):
+        ax1.plot(
+            r["steps"], r["val_loss_curve"], marker=marker, ls=ls, ms=ms, mfc="none", label=name
+        )
+    ax1.set_xlabel("optimizer step")
+    ax1.set_ylabel("validation cross-entropy (mean over seeds)")
+    ax1.set_title("validation loss")
     ax1.grid(True, alpha=0.3)
-    ax1.legend()
+    ax1.legend(loc="upper right")
     t = np.arange(steps)
     ax2.plot(t, np.full(steps, fixed["learning_rate"]), label="best fixed")
-    ax2.plot(t, decay["learning_rate"] * tau / np.maximum(t, tau), label="time-constant decay")
+    ax2.plot(t, decay["learning_rate"] * tau / np.maximum(t, tau), ls="--", label="decay")
     starts = np.concatenate([[0], adaptive["steps"]])
     for s, lrs in enumerate(adaptive["learning_rates"]):
-        label = "adaptive" if s == 0 else None
+        label = "adaptive (one line per seed)" if s == 0 else None
         ax2.step(starts, np.append(lrs, lrs[-1]), where="post", color="C2", alpha=0.7, label=label)
     ax2.set_yscale("log")
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("learning rate")
+    ax2.set_xlabel("optimizer step")
+    ax2.set_ylabel("learning rate η (log scale)")
+    ax2.set_title("learning rate")
     ax2.grid(True, which="both", alpha=0.3)
-    ax2.legend()
-    fig.tight_layout()
+    ax2.legend(loc="lower left")
+    fig.suptitle(
+        f"{cfg.optimizer} on digits, MLP 64-{'-'.join(map(str, cfg.hidden))}-10: best fixed rate, "
+        f"time-constant decay (τ = {tau:g}) and adaptive re-estimation"
+    )
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

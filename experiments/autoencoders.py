@@ -25,27 +25,89 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from experiments import cli
+from experiments.cli import Parser
+
+# The names of VARIANTS (below, after JAX), here so that --help needs no JAX; a test keeps them
+# equal. A denoiser is compared with PLAIN, its plain counterpart of the same shape.
+VARIANT_NAMES = (
+    "ae",
+    "ae_tied",
+    "deep",
+    "overcomplete",
+    "sparse_l1",
+    "sparse_kl",
+    "denoising_gaussian",
+    "denoising_masking",
+    "contractive",
+)
+DENOISERS = ("denoising_gaussian", "denoising_masking")
+PLAIN = "overcomplete"  # the denoisers' plain counterpart: same shape, trained on clean input
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Training of every variant: seeds, steps, optimizer, early stopping, output."""
+
+    seeds: int = 3
+    steps: int = 8000
+    batch_size: int = 64
+    learning_rate: float = 1e-2
+    patience: int = 2000  # in optimizer steps
+    eval_every: int = 100
+    variants: tuple[str, ...] = VARIANT_NAMES
+    out: str = "runs/autoencoders"
+    overwrite: bool = False
+    format: str = "png"  # of the figures
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    d = Config()
+    p = Parser(prog="python -m experiments.autoencoders", doc=__doc__)
+    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per variant")
+    p.add_argument("--steps", type=int, default=d.steps, help="most optimizer steps per run")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evaluations")
+    p.add_argument(
+        "--variants", default=",".join(d.variants), help=f"subset of {', '.join(VARIANT_NAMES)}"
+    )
+    p.add_output_arguments(d.out)
+    a = p.parse_args(argv)
+    p.require_positive_ints(a, "seeds", "steps", "batch_size", "patience", "eval_every")
+    p.require_positive_numbers(a, "learning_rate")
+    p.require_batch_size(a.batch_size, cli.DIGITS_TRAIN_EXAMPLES)
+    variants = tuple(v for v in a.variants.split(",") if v)
+    unknown = [v for v in variants if v not in VARIANT_NAMES]
+    if unknown or not variants:
+        p.error(f"unknown variants {unknown}; choose among {','.join(VARIANT_NAMES)}")
+    if any(v in DENOISERS for v in variants) and PLAIN not in variants:
+        variants = (*variants, PLAIN)  # a denoiser is compared with its plain counterpart
+    p.require_output(a)
+    a.variants = variants
+    return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+if __name__ == "__main__":
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
+
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
-import optax
 from flax import nnx
-from sklearn.decomposition import PCA
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from experiments.cli import Parser
+from experiments import autoencoder_baselines as baselines
+from experiments import autoencoder_figures as figures
+from experiments import output
 from jdl import augment
 from jdl.data import digits
-from jdl.losses import accuracy, softmax_cross_entropy
 from jdl.models import Autoencoder, functional
 from jdl.models.autoencoder_losses import (
     autoencoder_loss,
@@ -139,84 +201,6 @@ VARIANTS: dict[str, Variant] = {
         functools.partial(contractive_loss, contraction=1e-3, method="sigmoid"),
     ),
 }
-PLAIN = "overcomplete"  # the denoisers' plain counterpart: same shape, trained on clean input
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Training of every variant: seeds, steps, optimizer, early stopping, output."""
-
-    seeds: int = 3
-    steps: int = 8000
-    batch_size: int = 64
-    learning_rate: float = 1e-2
-    patience: int = 2000  # in optimizer steps
-    eval_every: int = 100
-    variants: tuple[str, ...] = tuple(VARIANTS)
-    out: str = "runs/autoencoders"
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
-    d = Config()
-    p = Parser(prog="python -m experiments.autoencoders", description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=d.seeds)
-    p.add_argument("--steps", type=int, default=d.steps, help="most optimizer steps per run")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
-    p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument(
-        "--variants", default=",".join(d.variants), help=f"subset of {','.join(VARIANTS)}"
-    )
-    p.add_argument("--out", default=d.out)
-    a = p.parse_args(argv)
-    p.require_positive_ints(a, "seeds", "steps", "batch_size", "patience", "eval_every")
-    p.require_positive_numbers(a, "learning_rate")
-    variants = tuple(v for v in a.variants.split(",") if v)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        p.error(f"unknown variants {unknown}; choose among {','.join(VARIANTS)}")
-    if any(VARIANTS[v].noise for v in variants) and PLAIN not in variants:
-        variants = (*variants, PLAIN)  # a denoiser is compared with its plain counterpart
-    a.variants = variants
-    return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
-
-
-@functools.partial(jax.jit, static_argnames=("iterations",))
-def _probe(
-    train_codes: jax.Array,
-    train_y: jax.Array,
-    test_codes: jax.Array,
-    test_y: jax.Array,
-    *,
-    iterations: int = 300,
-) -> jax.Array:
-    """Linear probe: test accuracy of a softmax regression on the standardised codes.
-
-    z = (h - mean) / std (training statistics); minimises the training cross-entropy of
-    softmax(W^T z + b) + (1 / 2n) ||W||^2 (scikit-learn's LogisticRegression with C = 1) by
-    full-batch Adam; compiled once per code size.
-    """
-    mean = jnp.mean(train_codes, axis=0, keepdims=True)
-    scale = jnp.std(train_codes, axis=0, keepdims=True) + 1e-6
-    z_train, z_test = (train_codes - mean) / scale, (test_codes - mean) / scale
-    n = train_codes.shape[0]
-
-    def loss(p: dict[str, jax.Array]) -> jax.Array:
-        logits = z_train @ p["w"] + p["b"][None]
-        return softmax_cross_entropy(logits, train_y) + 0.5 / n * jnp.sum(jnp.square(p["w"]))
-
-    params = {"w": jnp.zeros((train_codes.shape[1], NUM_CLASSES)), "b": jnp.zeros(NUM_CLASSES)}
-    tx = adam(0.1)
-
-    def step(carry: tuple, _: None) -> tuple[tuple, None]:
-        p, opt_state = carry
-        updates, opt_state = tx.update(jax.grad(loss)(p), opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=iterations)
-    return accuracy(z_test @ params["w"] + params["b"][None], test_y)
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -257,7 +241,7 @@ def _train_variant(
     )
     return {
         "mse": {k: float(jnp.mean(jnp.square(v - test.x))) for k, v in outputs.items()},
-        "probe": float(_probe(train_codes, splits.train.y, test_codes, test.y)),
+        "probe": float(baselines.probe(train_codes, splits.train.y, test_codes, test.y)),
         "code_mean": float(jnp.mean(test_codes)),
         "near_zero": float(jnp.mean(jnp.abs(test_codes) < NEAR_ZERO)),
         "best_step": int(result.state.stop.best_step),
@@ -293,88 +277,13 @@ def _corrupted_test_sets(x: jax.Array) -> dict[str, jax.Array]:
     }
 
 
-def _pca_baseline(splits, corrupted: dict[str, jax.Array]) -> dict[str, Any]:
-    """PCA with CODE_SIZE components: reconstruction MSE and linear probe on its codes."""
-    x_train, x_test = np.asarray(splits.train.x), np.asarray(splits.test.x)
-    pca = PCA(CODE_SIZE).fit(x_train)
-
-    def reconstruct(x: np.ndarray) -> np.ndarray:
-        return pca.inverse_transform(pca.transform(x))
-
-    mse = {"clean": float(np.mean((reconstruct(x_test) - x_test) ** 2))}
-    for name, x_tilde in corrupted.items():
-        mse[name] = float(np.mean((reconstruct(np.asarray(x_tilde)) - x_test) ** 2))
-    codes = pca.transform(x_test)
-    probe = float(
-        _probe(
-            jnp.asarray(pca.transform(x_train), jnp.float32),
-            splits.train.y,
-            jnp.asarray(codes, jnp.float32),
-            splits.test.y,
-        )
-    )
-    return {
-        "mse": mse,
-        "probe": probe,
-        "codes": codes,
-        "reconstructions": {"clean": reconstruct(x_test)},
-    }
-
-
-def _plot_reconstructions(
-    path: Path, splits, corrupted: dict[str, jax.Array], runs: dict, pca: np.ndarray, n: int = 10
-) -> None:
-    test_x = np.asarray(splits.test.x[:n])
-    corrupted = {k: np.asarray(v[:n]) for k, v in corrupted.items()}
-    rows: list[tuple[str, np.ndarray]] = [("original", test_x), ("PCA 16", pca[:n])]
-    for name, run in runs.items():
-        rows.append((name, run["reconstructions"]["clean"][:n]))
-    for noise, x_tilde in corrupted.items():
-        denoisers = [name for name in runs if VARIANTS[name].noise == noise]
-        if not denoisers:
-            continue
-        rows.append((f"{noise} input", x_tilde))
-        for name in (*denoisers, PLAIN):
-            rows.append((f"{name} on {noise}", runs[name]["reconstructions"][noise][:n]))
-    fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.8, len(rows) * 0.85), squeeze=False)
-    for ax, (label, images) in zip(axes[:, 0], rows, strict=True):
-        # One strip per row: the n 8x8 images side by side, one blank column between them.
-        tiles = np.pad(np.clip(images.reshape(n, 8, 8), 0, 1), ((0, 0), (0, 0), (0, 1)))
-        ax.imshow(np.hstack(list(tiles))[:, :-1], cmap="gray_r", vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle("Test digits and reconstructions (seed 0)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_codes(path: Path, labels: np.ndarray, codes: dict[str, np.ndarray]) -> None:
-    cols = min(4, len(codes))
-    rows = math.ceil(len(codes) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, (name, h) in zip(axes.ravel(), codes.items(), strict=False):
-        xy = PCA(2).fit_transform(h)
-        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
-        ax.set_title(f"{name} ({h.shape[1]}-d)", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes.ravel()[len(codes) :]:
-        ax.axis("off")
-    fig.colorbar(scatter, ax=axes, ticks=range(10), label="digit", shrink=0.8)
-    fig.suptitle("Test codes, first two principal components (seed 0)", fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Trains every variant and writes results.json, reconstructions.png and codes.png."""
     cfg = parse_args(argv)
     start = time.perf_counter()
     splits = digits(seed=0)
     corrupted = _corrupted_test_sets(splits.test.x)
-    pca = _pca_baseline(splits, corrupted)
+    pca = baselines.pca_baseline(splits, corrupted, CODE_SIZE)
     runs: dict[str, list[dict[str, Any]]] = {}
     for name in cfg.variants:
         runs[name] = [
@@ -430,20 +339,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "variants": variants,
         "timing": {"total_s": time.perf_counter() - start},
     }
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    _plot_reconstructions(
-        out / "reconstructions.png",
-        splits,
-        corrupted,
-        {name: seed_runs[0] for name, seed_runs in runs.items()},
-        pca["reconstructions"]["clean"],
-    )
     codes = {"PCA 16": pca["codes"], **{name: r[0]["codes"] for name, r in runs.items()}}
-    _plot_codes(out / "codes.png", np.asarray(splits.test.y), codes)
+    denoisers = {
+        noise: tuple(name for name in runs if VARIANTS[name].noise == noise) for noise in NOISES
+    }
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        (folder / "results.json").write_text(json.dumps(results, indent=2))
+        figures.plot_reconstructions(
+            folder / f"reconstructions.{cfg.format}",
+            np.asarray(splits.test.x),
+            {k: np.asarray(v) for k, v in corrupted.items()},
+            {name: seed_runs[0] for name, seed_runs in runs.items()},
+            pca["reconstructions"]["clean"],
+            denoisers,
+            PLAIN,
+        )
+        figures.plot_codes(folder / f"codes.{cfg.format}", np.asarray(splits.test.y), codes)
+    out = Path(cfg.out)
     print(_table(results))
-    print(f"wrote {out}/results.json, reconstructions.png, codes.png")
+    print(f"wrote {out}/results.json, reconstructions.{cfg.format}, codes.{cfg.format}")
     return results
 
 
@@ -474,4 +388,4 @@ def _table(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

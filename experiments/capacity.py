@@ -28,6 +28,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from experiments import cli
+from experiments.capacity_cli import Config, add_arguments, check_arguments
+from experiments.cli import Parser
+
+PROG = "python -m experiments.capacity"
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    p = Parser(prog=PROG, doc=__doc__)
+    add_arguments(p, Config())
+    args = p.parse_args(argv)
+    check_arguments(p, args)
+    return Config(**vars(args))
+
+
+if __name__ == "__main__":
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
+
 import jax
 import matplotlib
 import numpy as np
@@ -37,49 +56,13 @@ import matplotlib.pyplot as plt
 from flax import nnx
 
 import jdl.optim
-from experiments.cli import Parser, hidden_sizes
+from experiments import output
 from jdl.data import Dataset, digits, stratified_subset
 from jdl.models import MLP, functional
 from jdl.search import Search, SearchResult, population
 from jdl.train import classification, early_stopping
 
 Splits = tuple[Dataset, Dataset, Dataset]  # the training subset, validation and test sets
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Data size, optimizer, training length, seeds and the widths of the sweep."""
-
-    train_size: int = 200
-    steps: int = 1500
-    batch_size: int = 50
-    learning_rate: float = 1e-2
-    eval_every: int = 50
-    seeds: int = 5
-    widths: tuple[int, ...] = (2, 8, 32, 128, 512)
-    data_seed: int = 0
-    out: str = "runs/capacity"
-
-
-def add_arguments(p: Parser, d: Config) -> None:
-    """The flags of `Config`'s fields, with ``d``'s defaults."""
-    for name in ("train_size", "steps", "batch_size", "eval_every", "seeds", "data_seed"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
-    p.add_argument("--widths", type=hidden_sizes, default=d.widths, help="e.g. 2,8,32")
-    p.add_argument("--out", default=d.out)
-
-
-def check_arguments(p: Parser, a: Any) -> None:
-    """Exits with status 2 and one line on a bad value of a `Config` field."""
-    p.require_positive_ints(a, "train_size", "steps", "batch_size", "eval_every", "seeds")
-    p.require_positive_numbers(a, "learning_rate")
-    if a.seeds < 2:
-        p.error("--seeds must be >= 2 (the spread over seeds is reported)")
-    if a.batch_size > a.train_size:
-        p.error(f"--batch-size ({a.batch_size}) must not exceed --train-size")
-    if a.data_seed < 0:
-        p.error(f"--data-seed must be >= 0, got {a.data_seed}")
 
 
 def load(cfg: Config, prog: str) -> Splits:
@@ -219,18 +202,10 @@ def plot(capacity: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the sweep and writes ``capacity.png`` and ``results.json`` into ``--out``; returns
     the results."""
-    prog = "python -m experiments.capacity"
-    p = Parser(prog=prog, description=__doc__.split("\n")[0])
-    add_arguments(p, Config())
-    args = p.parse_args(argv)
-    check_arguments(p, args)
-    cfg = Config(**vars(args))
+    cfg = parse_args(argv)
     start = time.perf_counter()
-    splits = load(cfg, prog)
+    splits = load(cfg, PROG)
     capacity = study(cfg, splits)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    plot(capacity, out / "capacity.png")
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(splits[0].x.shape[0]),
@@ -238,7 +213,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "capacity": capacity,
         "timing": {"total_s": time.perf_counter() - start},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        plot(capacity, folder / f"capacity.{cfg.format}")
+        (folder / "results.json").write_text(json.dumps(results, indent=2))
+    out = Path(cfg.out)
     print(f"{'width':>6}{'parameters':>12}{'train loss':>12}{'val loss':>10}{'val accuracy':>14}")
     for r in capacity["rows"]:
         print(
@@ -246,9 +224,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['val_loss']['mean']:>10.4f}{r['val_accuracy']['mean']:>14.4f}"
         )
     print(f"best width (final validation loss): {capacity['best_width']}")
-    print(f"wrote {out / 'capacity.png'}, {out / 'results.json'}")
+    print(f"wrote {out}/capacity.{cfg.format}, results.json")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -3,48 +3,189 @@
 Each experiment builds a `Parser`, reads comma-separated lists with `hidden_sizes`, `numbers`
 or `positive_numbers`, and checks the parsed values with the parser's ``require_*`` methods,
 so that every bad flag ends the same way: ``PROG: error: MESSAGE`` on one line of stderr and
-exit status 2, before any computation.
+exit status 2, before any computation. This module imports nothing heavy: an experiment parses
+its command line before it imports JAX, so ``--help`` and a mistyped flag answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from typing import NoReturn
+import os
+import signal
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+INT32_MAX = 2**31 - 1  # step counters and sizes are int32 inside the compiled programs
+FLOAT32_TINY = 2.0**-126  # the smallest normal float32; XLA on CPU flushes smaller ones to 0
+DIGITS_TRAIN_EXAMPLES = 1077  # len(jdl.data.digits().train), for checks before JAX; tested
+FORMATS = ("png", "svg", "pdf")
+# jdl.optim.OPTIMIZERS's names in its order, so that --help needs no JAX; a test keeps them equal.
+OPTIMIZER_NAMES = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "adadelta",
+    "adam",
+    "adamax",
+    "nadam",
+    "amsgrad",
+    "adamw",
+    "qhm",
+    "qhadam",
+    "aggmo",
+)
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
     """The flag of an argparse destination: ``batch_size`` -> ``--batch-size``."""
     return "--" + name.replace("_", "-")
 
 
+def summary(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line: the whole sentence, never cut."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32 (inf where it overflows)."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit status 2, with shared checks."""
+    """argparse whose errors are one line on stderr and exit status 2, with shared checks.
+
+    ``--help`` shows every flag with its default; `add_argument` requires a ``help`` text.
+    """
+
+    def __init__(self, prog: str, doc: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(prog=prog, description=summary(doc) or None, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if not kwargs.get("help") and kwargs.get("action") not in ("help", "version"):
+            raise TypeError(f"{args[0]}: every flag needs a one-line help text")
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
     def require_positive_ints(self, args: argparse.Namespace, *names: str) -> None:
-        """Exits with an error unless every ``args.NAME`` is an int >= 1."""
+        """Exits with an error unless every ``args.NAME`` is an int in [1, 2**31 - 1]."""
+        self.require_counts(args, *names, minimum=1)
+
+    def require_counts(self, args: argparse.Namespace, *names: str, minimum: int = 0) -> None:
+        """Exits with an error unless every ``args.NAME`` is an int in [minimum, 2**31 - 1]."""
         for name in names:
             value = getattr(args, name)
-            if value < 1:
-                self.error(f"{_flag(name)} must be a positive int, got {value}")
+            if not minimum <= value <= INT32_MAX:
+                if minimum == 1:
+                    self.error(
+                        f"{flag(name)} must be a positive int (at most {INT32_MAX}), got {value}"
+                    )
+                self.error(f"{flag(name)} must be an int in [{minimum}, {INT32_MAX}], got {value}")
 
     def require_positive_numbers(self, args: argparse.Namespace, *names: str) -> None:
-        """Exits with an error unless every ``args.NAME`` is a finite number > 0."""
+        """Exits with an error unless every ``args.NAME`` is > 0 and finite, also in float32
+        (the precision of the compiled programs: 1e-50 would silently become 0)."""
         for name in names:
             value = getattr(args, name)
-            if not (math.isfinite(value) and value > 0):
-                self.error(f"{_flag(name)} must be a finite number > 0, got {value}")
+            values = value if isinstance(value, tuple) else (value,)
+            for v in values:
+                if not (math.isfinite(v) and v > 0):
+                    self.error(f"{flag(name)} must be a finite number > 0, got {v}")
+                if v < FLOAT32_TINY or not math.isfinite(_float32(v)):
+                    self.error(
+                        f"{flag(name)} {v} is not a normal float32 number (the precision of the "
+                        "computation); use a value in [1.2e-38, 3.4e38]"
+                    )
 
     def require_ordered(self, args: argparse.Namespace, low: str, high: str) -> None:
         """Exits with an error if ``args.LOW > args.HIGH`` (the two ends of a range)."""
         if getattr(args, low) > getattr(args, high):
             self.error(
-                f"{_flag(low)} ({getattr(args, low)}) must not exceed {_flag(high)} "
+                f"{flag(low)} ({getattr(args, low)}) must not exceed {flag(high)} "
                 f"({getattr(args, high)})"
             )
+
+    def require_batch_size(
+        self, batch_size: int, examples: int, what: str = "training examples"
+    ) -> None:
+        """Exits with an error if a batch is larger than the data it is drawn from."""
+        if batch_size > examples:
+            self.error(f"--batch-size {batch_size} exceeds the {examples} {what}")
+
+    def add_output_arguments(self, default_out: str) -> None:
+        """``--out``, ``--overwrite`` and ``--format``, checked by `require_output`."""
+        self.add_argument("--out", default=default_out, help="folder for the results and figures")
+        self.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace the files of a previous run in --out (otherwise refused)",
+        )
+        self.add_argument(
+            "--format", default="png", choices=FORMATS, help="file format of the figures"
+        )
+
+    def require_output(self, args: argparse.Namespace) -> None:
+        """Exits with an error unless ``args.out`` can receive a new set of files: not empty,
+        not a file, writable, and not holding a previous run's files unless ``--overwrite``."""
+        text = args.out
+        if not text.strip():
+            self.error("--out must name a folder, got an empty string")
+        out = Path(text)
+        if out.exists() and not out.is_dir():
+            self.error(f"--out {text} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            self.error(
+                f"--out {text} already holds files (of a previous run?); "
+                "pass --overwrite to replace them, or choose another --out"
+            )
+        parent = out.absolute().parent  # the files are written next to --out, then moved
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            self.error(f"--out {text} cannot be written: {parent} is not a writable folder")
+
+
+def _exit_130(signum: int, frame: Any) -> None:
+    # At once: an exception raised from a signal handler can land where it is swallowed (a
+    # garbage-collection callback) or half-way through an extension's initialisation, and
+    # nothing is open yet that needs closing.
+    os.write(2, b"interrupted: nothing written\n")
+    os._exit(130)
+
+
+def parsed(parse_args: Callable[[], Any]) -> None:
+    """Parses an experiment's command line (``--help`` and bad flags end here, before JAX is
+    imported); a Ctrl-C during the imports that follow exits with status 130 and one line."""
+    parse_args()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _exit_130)
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Runs an experiment's ``main``; a Ctrl-C that reaches here exits with status 130 and one
+    line (the files of a previous run are untouched: nothing was moved into ``--out``)."""
+    if signal.getsignal(signal.SIGINT) is _exit_130:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as the search expects
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        sys.exit(130)
+
+
+def joined(values: tuple[float, ...]) -> str:
+    """A tuple default as the flag would be typed: ``(128, 128)`` -> ``"128,128"``."""
+    return ",".join(str(v) for v in values)
 
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
@@ -53,7 +194,7 @@ def hidden_sizes(text: str) -> tuple[int, ...]:
         sizes = tuple(int(t) for t in text.split(","))
     except ValueError:
         sizes = ()
-    if not sizes or any(n < 1 for n in sizes):
+    if not sizes or any(not 1 <= n <= INT32_MAX for n in sizes):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive ints such as 128,128, got {text!r}"
         )

@@ -27,19 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from flax import nnx
-
-import jdl.optim
-from experiments.cli import Parser, hidden_sizes
-from jdl.data import Dataset, digits, stratified_subset
-from jdl.models import MLP, functional
-from jdl.run import FitResult, fit
-from jdl.train import EarlyStopping, classification, early_stopping
+from experiments import cli
+from experiments.cli import DIGITS_TRAIN_EXAMPLES, Parser, hidden_sizes, joined
 
 PROG = "python -m experiments.early_stopping"
 
@@ -61,35 +50,69 @@ class Config:
     seed: int = 0
     progress: bool = True
     out: str = "runs/early_stopping"
+    overwrite: bool = False
+    format: str = "png"  # of the figure
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--train-size", type=int, default=d.train_size, help="0: all")
-    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden, help="e.g. 256,256")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--bengio-patience", type=int, default=d.bengio_patience)
-    p.add_argument("--patience-increase", type=float, default=d.patience_increase)
-    p.add_argument("--improvement", type=float, default=d.improvement)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress)
-    p.add_argument("--out", default=d.out)
+    p = Parser(prog=PROG, doc=__doc__)
+    p.add_argument("--train-size", type=int, default=d.train_size, help="examples; 0: all")
+    p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps of the run")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evaluations")
+    p.add_argument("--patience", type=int, default=d.patience, help="Keras-style, in steps")
+    p.add_argument(
+        "--bengio-patience", type=int, default=d.bengio_patience, help="Bengio's first deadline"
+    )
+    p.add_argument(
+        "--patience-increase", type=float, default=d.patience_increase, help="Bengio's k (> 1)"
+    )
+    p.add_argument(
+        "--improvement", type=float, default=d.improvement, help="Bengio's relative improvement"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="of the data, model and order")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=d.progress,
+        help="show a progress bar",
+    )
+    p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_positive_ints(a, "steps", "batch_size", "eval_every", "patience", "bengio_patience")
-    if a.train_size < 0:
-        p.error(f"--train-size must be >= 0 (0: all), got {a.train_size}")
+    p.require_counts(a, "train_size", "seed")
     p.require_positive_numbers(a, "learning_rate")
     if not a.patience_increase > 1:
         p.error(f"--patience-increase must be > 1, got {a.patience_increase}")
     if not 0 <= a.improvement < 1:
         p.error(f"--improvement must be in [0, 1), got {a.improvement}")
+    if a.train_size > DIGITS_TRAIN_EXAMPLES:
+        p.error(f"--train-size must be at most the {DIGITS_TRAIN_EXAMPLES} training examples")
+    p.require_batch_size(a.batch_size, a.train_size or DIGITS_TRAIN_EXAMPLES, "training examples")
+    p.require_output(a)
     return Config(**vars(a))
+
+
+if __name__ == "__main__":
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from flax import nnx
+
+import jdl.optim
+from experiments import output
+from jdl.data import Dataset, digits, stratified_subset
+from jdl.models import MLP, functional
+from jdl.run import FitResult, fit
+from jdl.train import EarlyStopping, classification, early_stopping
 
 
 def _runs(
@@ -194,10 +217,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rules": rules,
         "history": {k: history[k] for k in ("step", "train_loss", "val_loss", "val_accuracy")},
     }
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _plot(out / "curves.png", history, rules)
-    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        _plot(folder / f"curves.{cfg.format}", history, rules)
+        (folder / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     for name, r in rules.items():
         print(
             f"{name:>6}: stop {r['stop_step']:5d}  best {r['best_step']:5d}  "
@@ -208,4 +230,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -35,30 +35,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
-import jdl.optim
-from experiments.cli import Parser, hidden_sizes
-from experiments.mlp_classifier import mlp_classifier
-from jdl.data import digits, standardize
-from jdl.run import ConfigurationMismatchError, save_params
-from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
-from jdl.search.report import (
-    aggregate,
-    best_config,
-    format_table,
-    plot_curves,
-    plot_lr_curve,
-    records,
-    write_csv,
-    write_json,
+from experiments import cli
+from experiments.cli import (
+    DIGITS_TRAIN_EXAMPLES,
+    OPTIMIZER_NAMES,
+    Parser,
+    hidden_sizes,
+    joined,
 )
-from jdl.train import early_stopping
 
 PROG = "python -m experiments.lr_search"
 GOOD = 1.25  # the good range: mean best validation loss <= GOOD x the best one
-OPTIMIZERS = tuple(sorted(jdl.optim.OPTIMIZERS))
+OPTIMIZERS = tuple(sorted(OPTIMIZER_NAMES))
 NUM_CLASSES = 10
 MEMBER_KEYS = (
     "learning_rate",
@@ -91,6 +79,8 @@ class Config:
     out: str = "runs/lr_search"
     checkpoint_dir: str | None = None
     export_best: str | None = None
+    overwrite: bool = False
+    format: str = "png"  # of the figures
     distributed: bool = False
     coordinator: str | None = None
     num_processes: int | None = None
@@ -100,15 +90,15 @@ class Config:
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, doc=__doc__)
     p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--lr-min", type=float, default=d.lr_min)
-    p.add_argument("--lr-max", type=float, default=d.lr_max)
-    p.add_argument("--num-lrs", type=int, default=d.num_lrs)
-    p.add_argument("--seeds", type=int, default=d.seeds)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden, help="e.g. 128,128")
+    p.add_argument("--lr-min", type=float, default=d.lr_min, help="smallest learning rate")
+    p.add_argument("--lr-max", type=float, default=d.lr_max, help="largest learning rate")
+    p.add_argument("--num-lrs", type=int, default=d.num_lrs, help="learning rates (log grid)")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per learning rate")
+    p.add_argument("--steps", type=int, default=d.steps, help="most optimizer steps per member")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
     p.add_argument(
         "--standardize", action="store_true", help="standardize inputs (training statistics)"
@@ -117,9 +107,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--devices",
         type=int,
         default=d.devices,
-        help="devices to shard the members over (default: all; on a CPU host, one per core)",
+        help="devices to shard the members over; None: all (on a CPU host, one per core)",
     )
-    p.add_argument("--out", default=d.out)
+    p.add_output_arguments(d.out)
     p.add_argument(
         "--checkpoint-dir",
         default=None,
@@ -136,16 +126,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="join a multi-host run (jax.distributed.initialize) before anything else",
     )
     p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
-    p.add_argument("--num-processes", type=int, default=None)
-    p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--num-processes", type=int, default=None, help="processes (multi-host)")
+    p.add_argument("--process-id", type=int, default=None, help="this process (multi-host)")
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     p.require_positive_numbers(a, "lr_min", "lr_max")
     p.require_ordered(a, "lr_min", "lr_max")
     p.require_positive_ints(a, "num_lrs", "seeds", "steps", "batch_size", "patience")
+    p.require_batch_size(a.batch_size, DIGITS_TRAIN_EXAMPLES)
     if a.devices is not None:
         p.require_positive_ints(a, "devices")
+    p.require_output(a)
     multi = (a.coordinator, a.num_processes, a.process_id)
     if any(v is not None for v in multi):
         if not a.distributed:
@@ -158,6 +150,31 @@ def parse_args(argv: list[str] | None = None) -> Config:
                 f"{a.num_processes} and {a.process_id}"
             )
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+if __name__ == "__main__":
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
+
+import jax
+import numpy as np
+
+import jdl.optim
+from experiments import output
+from experiments.mlp_classifier import mlp_classifier
+from jdl.data import digits, standardize
+from jdl.run import ConfigurationMismatchError, save_params
+from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
+from jdl.search.report import (
+    aggregate,
+    best_config,
+    format_table,
+    plot_curves,
+    plot_lr_curve,
+    records,
+    write_csv,
+    write_json,
+)
+from jdl.train import early_stopping
 
 
 def _count(n: int, noun: str) -> str:
@@ -268,12 +285,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     table = format_table(rows, columns) if cfg.seeds == 1 else format_table(per_lr, seed_columns)
     if jax.process_index() == 0:
+        with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+            write_json(folder / "results.json", results)
+            write_csv(folder / "results.csv", rows)
+            plot_lr_curve(result, folder / f"lr_curve.{cfg.format}")
+            plot_curves(result, folder / f"curves.{cfg.format}")
         out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "results.json", results)
-        write_csv(out / "results.csv", rows)
-        plot_lr_curve(result, out / "lr_curve.png")
-        plot_curves(result, out / "curves.png")
         print(table)
         print(
             f"\n{pop.num_members} members ({_count(cfg.num_lrs, 'learning rate')} x "
@@ -290,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"good learning rates (best validation loss within {GOOD - 1:.0%} of the best): "
             f"{min(good):.3g} to {max(good):.3g}"
         )
-        print(f"wrote {out}/results.json, results.csv, lr_curve.png, curves.png")
+        print(f"wrote {out}/results.json, results.csv, lr_curve.{cfg.format}, curves.{cfg.format}")
         if cfg.export_best is not None:
             h = int(np.flatnonzero(pop.hparams["learning_rate"] == best["learning_rate"])[0])
             seed = int(
@@ -314,4 +331,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -29,38 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import matplotlib
-import numpy as np
-import optax
+from experiments import cli
+from experiments.cli import OPTIMIZER_NAMES, Parser, joined
 
-import jdl.optim
-from experiments.cli import Parser
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-OPTIMIZERS = tuple(jdl.optim.OPTIMIZERS)
+OPTIMIZERS = OPTIMIZER_NAMES
+SHOWN_STEPS = 12  # of the diverging SGD run in the regimes' path panel
 RAVINE_CURVATURE = (1.0, 25.0)  # Hessian eigenvalues: condition number 25, L = 25
-
-
-def ravine(theta: jax.Array) -> jax.Array:
-    """An elongated quadratic 0.5 (x^2 + 25 y^2): a ravine along x. theta: (..., 2)."""
-    x, y = theta[..., 0], theta[..., 1]
-    return 0.5 * (RAVINE_CURVATURE[0] * x**2 + RAVINE_CURVATURE[1] * y**2)
-
-
-def rosenbrock(theta: jax.Array) -> jax.Array:
-    """(1 - x)^2 + 100 (y - x^2)^2: a curved, flat valley with minimum 0 at (1, 1)."""
-    x, y = theta[..., 0], theta[..., 1]
-    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
-
-
-LANDSCAPES: dict[str, tuple[Callable[[jax.Array], jax.Array], tuple[float, float]]] = {
-    "ravine": (ravine, (-4.5, 1.5)),
-    "rosenbrock": (rosenbrock, (-1.2, 1.0)),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +50,8 @@ class Config:
     tol: float = 1e-3
     regimes: tuple[float, float, float] = (0.004, 0.07, 0.085)
     out: str = "runs/optimizer_paths"
+    overwrite: bool = False
+    format: str = "png"  # of the figures
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -103,23 +79,62 @@ def _regimes(text: str) -> tuple[float, float, float]:
 def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
-    p = Parser(prog="python -m experiments.optimizer_paths", description=__doc__.split("\n")[0])
-    p.add_argument("--optimizers", type=_names, default=d.optimizers, help="comma-separated")
-    p.add_argument("--ravine-steps", type=int, default=d.ravine_steps)
-    p.add_argument("--rosenbrock-steps", type=int, default=d.rosenbrock_steps)
+    p = Parser(prog="python -m experiments.optimizer_paths", doc=__doc__)
+    p.add_argument(
+        "--optimizers", type=_names, default=", ".join(d.optimizers), help="comma-separated names"
+    )
+    p.add_argument("--ravine-steps", type=int, default=d.ravine_steps, help="steps on the ravine")
+    p.add_argument(
+        "--rosenbrock-steps", type=int, default=d.rosenbrock_steps, help="steps on Rosenbrock"
+    )
     p.add_argument("--num-lrs", type=int, default=d.num_lrs, help="size of the log grid")
-    p.add_argument("--lr-min", type=float, default=d.lr_min)
-    p.add_argument("--lr-max", type=float, default=d.lr_max)
+    p.add_argument("--lr-min", type=float, default=d.lr_min, help="smallest learning rate")
+    p.add_argument("--lr-max", type=float, default=d.lr_max, help="largest learning rate")
     p.add_argument("--tol", type=float, default=d.tol, help="loss counted as reached")
     p.add_argument(
-        "--regimes", type=_regimes, default=d.regimes, help="SGD rates: small,right,large"
+        "--regimes", type=_regimes, default=joined(d.regimes), help="SGD rates: small,right,large"
     )
-    p.add_argument("--out", default=d.out)
+    p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_positive_ints(a, "ravine_steps", "rosenbrock_steps", "num_lrs")
-    p.require_positive_numbers(a, "lr_min", "lr_max", "tol")
+    p.require_positive_numbers(a, "lr_min", "lr_max", "tol", "regimes")
     p.require_ordered(a, "lr_min", "lr_max")
+    p.require_output(a)
     return Config(**vars(a))
+
+
+if __name__ == "__main__":
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import optax
+
+import jdl.optim
+from experiments import output
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def ravine(theta: jax.Array) -> jax.Array:
+    """An elongated quadratic 0.5 (x^2 + 25 y^2): a ravine along x. theta: (..., 2)."""
+    x, y = theta[..., 0], theta[..., 1]
+    return 0.5 * (RAVINE_CURVATURE[0] * x**2 + RAVINE_CURVATURE[1] * y**2)
+
+
+def rosenbrock(theta: jax.Array) -> jax.Array:
+    """(1 - x)^2 + 100 (y - x^2)^2: a curved, flat valley with minimum 0 at (1, 1)."""
+    x, y = theta[..., 0], theta[..., 1]
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+
+
+LANDSCAPES: dict[str, tuple[Callable[[jax.Array], jax.Array], tuple[float, float]]] = {
+    "ravine": (ravine, (-4.5, 1.5)),
+    "rosenbrock": (rosenbrock, (-1.2, 1.0)),
+}
 
 
 def path(
@@ -203,12 +218,17 @@ def _contours(ax: plt.Axes, key: str) -> None:
     ax.set(xlim=(x0, x1), ylim=(y0, y1))
 
 
-def plot_paths(kept: dict[str, dict[str, np.ndarray]], results: dict, file: Path) -> None:
-    """One panel per landscape and optimizer: its kept trajectory over the contours."""
+def plot_paths(
+    kept: dict[str, dict[str, np.ndarray]], results: dict, tol: float, file: Path
+) -> None:
+    """One panel per landscape and optimizer: its kept trajectory over the contours, the
+    learning rate and whether (and when) the loss settled below ``tol``."""
     names = list(kept["ravine"])
     cols = min(5, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(3.4 * cols, 3.0 * 2 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        2 * rows, cols, figsize=(3.4 * cols, 3.1 * 2 * rows), squeeze=False, layout="constrained"
+    )
     for block, key in enumerate(LANDSCAPES):
         for i in range(rows * cols):
             ax = axes[block * rows + i // cols, i % cols]
@@ -217,30 +237,47 @@ def plot_paths(kept: dict[str, dict[str, np.ndarray]], results: dict, file: Path
                 continue
             name, r = names[i], results[key][names[i]]
             _contours(ax, key)
-            ax.plot(*kept[key][name].T, ".-", ms=2, lw=0.8, color="C3")
-            ax.set_title(f"{key}: {name}, eta={r['learning_rate']:.2g}", fontsize=9)
+            reached = r["steps_to_tol"] is not None
+            color = "C2" if reached else "C3"
+            ax.plot(*kept[key][name].T, ".-", ms=2, lw=0.8, color=color)
+            verdict = f"below tol at step {r['steps_to_tol']}" if reached else "tol not reached"
+            ax.set_title(f"{key}: {name}, η={r['learning_rate']:.2g}\n{verdict}", fontsize=9)
+            ax.set_xlabel("θ₁", fontsize=8, labelpad=1)
+            ax.set_ylabel("θ₂", fontsize=8, labelpad=1)
             ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    fig.suptitle(
+        f"Each optimizer's best learning rate on the ravine (top) and Rosenbrock (bottom); "
+        f"green: the loss settles below tol = {tol:g}, red: it does not; ● start, ★ minimum"
+    )
     fig.savefig(file, dpi=90)
     plt.close(fig)
 
 
 def plot_regimes(curves: dict[str, np.ndarray], paths: np.ndarray, lrs, file: Path) -> None:
     """SGD on the ravine for three learning rates: loss against step, and the paths."""
-    fig, (ax_loss, ax_path) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax_loss, ax_path) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
     limit = 2 / RAVINE_CURVATURE[1]
     for i, ((label, losses), lr) in enumerate(zip(curves.items(), lrs, strict=True)):
-        ax_loss.semilogy(
-            np.arange(losses.size), losses, color=f"C{i}", label=f"{label}, eta={lr:g}"
-        )
-        ax_path.plot(*paths[i].T, ".-", ms=3, lw=0.8, color=f"C{i}")
+        ax_loss.semilogy(np.arange(losses.size), losses, color=f"C{i}", label=f"{label}, η={lr:g}")
+        # The diverging run's later steps would cover the others: its first steps only, below.
+        shown = paths[i][:SHOWN_STEPS] if label == "too large" else paths[i]
+        ax_path.plot(*shown.T, ".-", ms=3, lw=0.8, color=f"C{i}", label=f"{label}, η={lr:g}")
+    start = max(float(c[0]) for c in curves.values())
+    # A diverging run would stretch the axis over tens of decades: clip it, and say so.
+    ax_loss.set_ylim(top=100 * start)
     ax_loss.set(
-        xlabel="step", ylabel="loss", title=f"SGD on the ravine: stable for eta < 2/L = {limit:g}"
+        xlabel="SGD step",
+        ylabel="loss 0.5 (θ₁² + 25 θ₂²) (log scale, clipped at 100× the start)",
+        title=f"SGD on the ravine: stable for η < 2/L = {limit:g}",
     )
-    ax_loss.legend()
+    ax_loss.legend(loc="lower left")
     _contours(ax_path, "ravine")
-    ax_path.set(title="the same runs: too large a rate zig-zags out of the ravine")
-    fig.tight_layout()
+    ax_path.set(
+        xlabel="θ₁",
+        ylabel="θ₂",
+        title=f"the same runs (too large: its first {SHOWN_STEPS} steps) over the contours",
+    )
+    ax_path.legend(loc="lower right", fontsize=8)
     fig.savefig(file, dpi=100)
     plt.close(fig)
 
@@ -248,8 +285,6 @@ def plot_regimes(curves: dict[str, np.ndarray], paths: np.ndarray, lrs, file: Pa
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the experiment; return (and write) the results dict."""
     cfg = parse_args(argv)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     lrs = np.geomspace(cfg.lr_min, cfg.lr_max, cfg.num_lrs)
 
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
@@ -284,17 +319,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for (label, losses), lr in zip(curves.items(), cfg.regimes, strict=True)
     }
 
-    plot_paths(kept, results, out / "paths.png")
-    plot_regimes(curves, np.asarray(regime_paths), cfg.regimes, out / "lr_regimes.png")
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        plot_paths(kept, results, cfg.tol, folder / f"paths.{cfg.format}")
+        regimes = folder / f"lr_regimes.{cfg.format}"
+        plot_regimes(curves, np.asarray(regime_paths), cfg.regimes, regimes)
+        (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    out = Path(cfg.out)
     for key in LANDSCAPES:
         print(f"{key}: optimizer, learning rate, steps to {cfg.tol:g}, final loss")
         for name, r in results[key].items():
             final = "diverged" if r["final_loss"] is None else f"{r['final_loss']:.3g}"
             print(f"  {name:9s} {r['learning_rate']:9.3g} {r['steps_to_tol']!s:>6} {final}")
-    print(f"wrote {out / 'paths.png'}, {out / 'lr_regimes.png'}, {out / 'results.json'}")
+    print(f"wrote {out}/paths.{cfg.format}, lr_regimes.{cfg.format}, results.json")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

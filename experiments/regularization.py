@@ -8,11 +8,8 @@
         [--jacobian 1e-4,1e-3,1e-2] [--methods none,l2,l1,dropout,gaussian_noise,...]
         [--data-seed 0] [--out DIR]
 
-Part 1, capacity (`experiments.capacity`): MLPs 64-w-10 of increasing width w trained with
-Adam for ``--steps`` on a stratified subset of ``--train-size`` digits; the training loss
-(whole subset) and validation loss of the final parameters against w give the course's
-underfitting / good fit / overfitting picture (``capacity.png``, left), and the validation
-curves over training show the overfitting in time (right).
+Part 1 is the capacity study of `experiments.capacity` (``capacity.png``): MLPs 64-w-10 of
+increasing width on a stratified subset of ``--train-size`` digits, under- to overfitting.
 
 Part 2, regularizers: the 64-``hidden``-10 MLP trained the same way with no regularization, an
 L2 or L1 penalty on the kernels, dropout, Gaussian input noise, worst-of-k Gaussian noise (k
@@ -45,25 +42,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-import matplotlib
-import numpy as np
-import optax
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from experiments import capacity
-from experiments.cli import Parser, positive_numbers
-from jdl.augment import adversarial_unconstrained, gaussian_noise, worst_of_k
-from jdl.data import Dataset
-from jdl.losses import softmax_cross_entropy
-from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
+from experiments import capacity_cli, cli
+from experiments.cli import Parser, joined, positive_numbers
 
 PROG = "python -m experiments.regularization"
 METHODS = (
@@ -94,7 +80,7 @@ PENALTY_GROUP = ("none", "l2", "l1", "gaussian_noise")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(capacity.Config):
+class Config(capacity_cli.Config):
     """The capacity study's training and sweep, the regularized model and the grids."""
 
     hidden: int = 256
@@ -120,26 +106,54 @@ def _methods(text: str) -> tuple[str, ...]:
 
 def _parse(argv: list[str] | None) -> Config:
     d = Config()
-    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
-    capacity.add_arguments(p, d)
-    p.add_argument("--hidden", type=int, default=d.hidden)
-    p.add_argument("--k", type=int, default=d.k)
-    for name in ("l2", "l1", "dropout", "sigma", "worst_sigma", "unconstrained_sigma", "jacobian"):
+    p = Parser(prog=PROG, doc=__doc__)
+    capacity_cli.add_arguments(p, d)
+    p.add_argument("--hidden", type=int, default=d.hidden, help="width of the regularized MLP")
+    p.add_argument("--k", type=int, default=d.k, help="draws of worst-of-k noise")
+    grids = {
+        "l2": "grid of the L2 penalty's lambda",
+        "l1": "grid of the L1 penalty's lambda",
+        "dropout": "grid of dropout rates, in (0, 1)",
+        "sigma": "grid of the Gaussian noise's sigma",
+        "worst_sigma": "grid of worst-of-k noise's sigma",
+        "unconstrained_sigma": "grid of the adaptive-unconstrained noise's prior sigma",
+        "jacobian": "grid of the Jacobian penalty's lambda",
+    }
+    for name, text in grids.items():
         p.add_argument(
-            "--" + name.replace("_", "-"), type=positive_numbers, default=getattr(d, name)
+            cli.flag(name), type=positive_numbers, default=joined(getattr(d, name)), help=text
         )
     p.add_argument(
-        "--methods", type=_methods, default=d.methods, help="comma-separated; none always runs"
+        "--methods",
+        type=_methods,
+        default=joined(d.methods),
+        help="comma-separated; none always runs",
     )
     args = p.parse_args(argv)
-    capacity.check_arguments(p, args)
+    capacity_cli.check_arguments(p, args)
+    p.require_positive_numbers(args, *grids)
     p.require_positive_ints(args, "hidden", "k")
     if not all(v < 1 for v in args.dropout):
         p.error(f"--dropout rates must lie in (0, 1), got {args.dropout}")
     return Config(**vars(args))
 
 
-# ------------------------------------------------------------------------------ training
+if __name__ == "__main__":
+    cli.parsed(lambda: _parse(None))  # --help and bad flags answer before JAX is imported
+
+import jax
+import matplotlib
+import numpy as np
+import optax
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from experiments import capacity, output
+from jdl.augment import adversarial_unconstrained, gaussian_noise, worst_of_k
+from jdl.data import Dataset
+from jdl.losses import softmax_cross_entropy
+from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
 
 
 def _make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool, k: int):
@@ -300,8 +314,13 @@ def _verdict(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plot_methods(table: dict[str, Any], path: Path) -> None:
+    """Left: each method's chosen accuracy; right: one panel per searched coefficient (their
+    units differ, so each has its own axis)."""
     names = list(table)
-    fig, (ax, ax_g) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    searched = [m for m in names if m not in ("none", "early_stopping")]
+    fig = plt.figure(figsize=(14, 4.8), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=(1.0, 1.3))
+    ax = left.subplots()
     pos = np.arange(len(names))
     for offset, key, label in (
         (-0.15, "val_accuracy", "validation"),
@@ -318,27 +337,30 @@ def _plot_methods(table: dict[str, Any], path: Path) -> None:
     none = table["none"]["test_accuracy"]
     ax.axhspan(none["mean"] - none["std"], none["mean"] + none["std"], color="gray", alpha=0.2)
     ax.set_xticks(pos, names, rotation=30, ha="right")
-    ax.set_ylabel("accuracy (mean +- std over seeds)")
+    ax.set_ylabel("accuracy, mean ± std over seeds (axis zoomed, not from 0)")
     ax.set_title("chosen coefficient per method (band: none's test spread)")
-    ax.legend()
-    for m in names:
+    ax.legend(loc="lower left")
+    cols = max(1, math.ceil(len(searched) / 2))
+    axes = right.subplots(2, cols, squeeze=False).ravel() if searched else []
+    for ax_g, m in zip(axes, searched, strict=False):
         grid = table[m]["grid"]
-        if m in ("none", "early_stopping"):
-            continue
         ax_g.errorbar(
             [g["value"] for g in grid],
             [g["val_accuracy"]["mean"] for g in grid],
             yerr=[g["val_accuracy"]["std"] for g in grid],
             fmt="o-",
             capsize=2,
-            label=m,
         )
-    ax_g.axhline(table["none"]["val_accuracy"]["mean"], color="gray", ls="--", label="none")
-    ax_g.set_xscale("log")
-    ax_g.set_xlabel("coefficient")
-    ax_g.set_ylabel("validation accuracy")
-    ax_g.set_title("the search: validation accuracy per coefficient")
-    ax_g.legend(fontsize=8)
+        ax_g.axhline(table["none"]["val_accuracy"]["mean"], color="gray", ls="--", lw=1)
+        ax_g.set_xscale("log" if m != "dropout" else "linear")
+        ax_g.set_xlabel(HYPERPARAMETER[m], fontsize=8)
+        ax_g.set_ylabel("val. accuracy", fontsize=8)
+        ax_g.set_title(m, fontsize=9)
+        ax_g.tick_params(labelsize=7)
+    for ax_g in list(axes)[len(searched) :]:
+        ax_g.axis("off")
+    right.suptitle("the search: validation accuracy per coefficient (dashed: none)", fontsize=10)
+    fig.suptitle("Regularizers on a 200-digit training set, coefficients chosen on validation")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -365,10 +387,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     capacity_s = time.perf_counter() - start
     table, timing = _methods_results(cfg, splits)
     verdict = _verdict(table)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    capacity.plot(sweep, out / "capacity.png")
-    _plot_methods(table, out / "regularizers.png")
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(train.x.shape[0]),
@@ -379,7 +397,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "verdict": verdict,
         "timing": {"capacity_s": capacity_s, **timing, "total_s": time.perf_counter() - start},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        capacity.plot(sweep, folder / f"capacity.{cfg.format}")
+        _plot_methods(table, folder / f"regularizers.{cfg.format}")
+        (folder / "results.json").write_text(json.dumps(results, indent=2))
+    out = Path(cfg.out)
     _print_table(table)
     print(verdict["statement"])
     print(f"wrote {out / 'results.json'} in {results['timing']['total_s']:.1f} s")
@@ -387,4 +409,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

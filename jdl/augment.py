@@ -63,7 +63,7 @@ def _check_nonnegative(name: str, value: jax.typing.ArrayLike) -> None:
 
 
 def _check_positive(name: str, value: jax.typing.ArrayLike) -> None:
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         return
     arr = np.asarray(value)
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):

@@ -8,9 +8,7 @@ number ``step`` of a per-epoch permutation inside ``jit``/``scan``.
 """
 
 import functools
-import gzip
 import math
-import os
 from typing import NamedTuple
 
 import jax
@@ -19,9 +17,12 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from jdl.idx import load_idx, mnist
+
 __all__ = [
     "Dataset",
     "Splits",
+    "check_labels",
     "dataset",
     "digits",
     "load_idx",
@@ -52,24 +53,63 @@ class Splits(NamedTuple):
     test: Dataset
 
 
-def dataset(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike, *, name: str = "dataset") -> Dataset:
+def check_labels(y: jax.typing.ArrayLike, num_classes: int, *, name: str = "labels") -> None:
+    """Raises a ValueError unless every class label lies in ``[0, num_classes)``.
+
+    A label of -1 would otherwise train silently as the last class (negative indices wrap) and
+    one at or above the number of the model's outputs would give a NaN loss, taken for a
+    diverged run.
+
+    Args:
+      y: concrete integer labels, any shape.
+      num_classes: the number of classes (of the model's outputs).
+      name: what the labels are called in the message.
+
+    Raises:
+      ValueError: naming the first offending label, its example and the allowed range.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    labels = np.asarray(y)
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
+        raise ValueError(f"{name}: class labels must be integers, got dtype {labels.dtype}")
+    bad = np.flatnonzero((labels.reshape(-1) < 0) | (labels.reshape(-1) >= num_classes))
+    if bad.size:
+        first = int(bad[0])
+        example = first // max(1, math.prod(labels.shape[1:]))
+        raise ValueError(
+            f"{name}: label {int(labels.reshape(-1)[first])} (example {example}) is outside "
+            f"[0, {num_classes - 1}], the classes of {num_classes} outputs "
+            f"({bad.size} labels out of range)"
+        )
+
+
+def dataset(
+    x: jax.typing.ArrayLike,
+    y: jax.typing.ArrayLike,
+    *,
+    name: str = "dataset",
+    num_classes: int | None = None,
+) -> Dataset:
     """Checks concrete inputs and labels and returns them as a `Dataset` of JAX arrays.
 
     The checks a loader runs before anything reaches compiled code:
     ``x`` and ``y`` have at least one axis and the same leading length n (the number of
-    examples), n > 0, and every floating-point value is finite.
+    examples), n > 0, every floating-point value is finite and, given ``num_classes``, every
+    label lies in [0, num_classes) (`check_labels`).
 
     Args:
       x: inputs, shape ``(n, ...)``.
       y: labels or targets, shape ``(n, ...)``.
       name: what the data is called in error messages (e.g. ``"digits train split"``).
+      num_classes: the number of classes of integer labels ``y``; None: not checked.
 
     Returns:
       ``Dataset(jnp.asarray(x), jnp.asarray(y))``.
 
     Raises:
-      ValueError: on a scalar, mismatched lengths, an empty set or a non-finite value; the message
-        names the data and the problem.
+      ValueError: on a scalar, mismatched lengths, an empty set, a non-finite value or a label
+        out of range; the message names the data and the problem.
     """
     x_np, y_np = np.asarray(x), np.asarray(y)
     for field, a in (("x", x_np), ("y", y_np)):
@@ -92,6 +132,8 @@ def dataset(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike, *, name: str = "da
                 )
         elif not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
             raise ValueError(f"{name}: {field} must be numeric, got dtype {a.dtype}")
+    if num_classes is not None:
+        check_labels(y_np, num_classes, name=f"{name}: y")
     return Dataset(jnp.asarray(x_np), jnp.asarray(y_np))
 
 
@@ -160,9 +202,9 @@ def digits(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.25
             f"with fewer examples than the 10 classes ({e})"
         ) from None
     return Splits(
-        train=dataset(x_train, y_train, name="digits train split"),
-        val=dataset(x_val, y_val, name="digits validation split"),
-        test=dataset(x_test, y_test, name="digits test split"),
+        train=dataset(x_train, y_train, name="digits train split", num_classes=10),
+        val=dataset(x_val, y_val, name="digits validation split", num_classes=10),
+        test=dataset(x_test, y_test, name="digits test split", num_classes=10),
     )
 
 
@@ -231,123 +273,6 @@ def standardize(splits: Splits) -> Splits:
     mu, s = jnp.mean(x, axis=0), jnp.std(x, axis=0)
     s = jnp.where(s > 1e-6 * (jnp.abs(mu) + 1.0), s, 1.0)
     return Splits(*(Dataset((d.x - mu[None]) / s[None], d.y) for d in splits))
-
-
-# IDX type codes (third byte of the magic number) -> big-endian numpy dtype.
-# http://yann.lecun.com/exdb/mnist/ ("THE IDX FILE FORMAT")
-_IDX_DTYPES = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def load_idx(path: str | os.PathLike) -> np.ndarray:
-    """Reads an IDX file (the MNIST format), raw or gzip-compressed, into a NumPy array.
-
-    Layout (all integers big-endian): the magic number ``0x00 0x00 t d`` where ``t`` codes the
-    element type (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64) and
-    ``d`` is the number of dimensions; then d uint32 sizes s_1, ..., s_d; then the
-    s_1 * ... * s_d elements in C order. A file starting with the gzip magic bytes is
-    decompressed first, whatever its name.
-
-    Args:
-      path: the ``.idx`` (or ``.gz``) file, e.g. ``train-images-idx3-ubyte.gz``.
-
-    Returns:
-      An array of shape (s_1, ..., s_d) in native byte order and the file's element type, on the
-      host (a loader such as `mnist` converts it to JAX arrays).
-
-    Raises:
-      FileNotFoundError: the file does not exist.
-      ValueError: a corrupt gzip stream, a bad magic number (non-zero first bytes, unknown type
-        code, zero dimensions), or a payload shorter (truncated) or longer (trailing data) than
-        the sizes announce; the message names the file and the problem.
-
-    References:
-      LeCun, Cortes & Burges, The MNIST database, http://yann.lecun.com/exdb/mnist/
-    """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: corrupt or truncated gzip stream ({e})") from None
-    if len(raw) < 4:
-        raise ValueError(f"{path}: too short for an IDX magic number ({len(raw)} bytes, need 4)")
-    zero, code, ndim = raw[:2], raw[2], raw[3]
-    if zero != b"\x00\x00":
-        raise ValueError(
-            f"{path}: not an IDX file, the magic number must start with two zero bytes, got "
-            f"{raw[:4].hex()}"
-        )
-    if code not in _IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
-        raise ValueError(f"{path}: unknown IDX type code 0x{code:02X} (known: {known})")
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX header announces 0 dimensions, need at least 1")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(
-            f"{path}: truncated header, {ndim} dimensions need {header} bytes, file has {len(raw)}"
-        )
-    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[code]
-    expected = math.prod(shape) * dtype.itemsize
-    actual = len(raw) - header
-    if actual < expected:
-        raise ValueError(
-            f"{path}: truncated, shape {shape} of {dtype.name} needs {expected} data bytes, "
-            f"file has {actual}"
-        )
-    if actual > expected:
-        raise ValueError(
-            f"{path}: {actual - expected} bytes of trailing data after the {expected} bytes "
-            f"announced by shape {shape}"
-        )
-    data = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=header)
-    return data.reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def mnist(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> Dataset:
-    """MNIST-format images and labels as a `Dataset` (e.g. the MNIST or Fashion-MNIST files).
-
-    x = pixels / 255 as float32 of shape (n, rows * cols) (flattened, like `digits`), y the int32
-    labels of shape (n,).
-
-    Args:
-      images_path: IDX file of uint8 images, shape (n, rows, cols), raw or .gz.
-      labels_path: IDX file of uint8 labels, shape (n,), raw or .gz.
-
-    Returns:
-      The checked `Dataset`.
-
-    Raises:
-      FileNotFoundError: a file does not exist.
-      ValueError: a corrupt file (see `load_idx`), images not uint8 of 3 dimensions, labels not a
-        uint8 vector, or different numbers of images and labels.
-
-    References:
-      LeCun, Cortes & Burges, The MNIST database, http://yann.lecun.com/exdb/mnist/
-    """
-    images, labels = load_idx(images_path), load_idx(labels_path)
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(
-            f"{os.fspath(images_path)}: expected uint8 images of shape (n, rows, cols), got "
-            f"{images.dtype} of shape {images.shape}"
-        )
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise ValueError(
-            f"{os.fspath(labels_path)}: expected uint8 labels of shape (n,), got {labels.dtype} "
-            f"of shape {labels.shape}"
-        )
-    x = images.reshape(images.shape[0], -1).astype(np.float32) / 255.0
-    return dataset(x, labels.astype(np.int32), name="mnist")
 
 
 def _as_key(key_or_seed: jax.Array | int) -> jax.Array:
@@ -433,7 +358,7 @@ def synthetic_classification(
     _check_count("n_features", n_features, 1)
     _check_nonnegative("separation", separation)
     x, y = _blob_arrays(_as_key(key_or_seed), separation, n, n_classes, n_features)
-    return dataset(x, y, name="synthetic classification")
+    return dataset(x, y, name="synthetic classification", num_classes=n_classes)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

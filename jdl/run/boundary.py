@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdl.data import Dataset
+from jdl.hyperparams import is_traced
 from jdl.train.step import step_key
 from jdl.types import EvalFn, LossFn, Params
 
@@ -103,11 +104,37 @@ def check_data(train: Dataset, val: Dataset, batch_size: int) -> None:
             f"train and val labels differ in kind: train y {_describe(train.y)} ("
             f"{kinds['train']}), val y {_describe(val.y)} ({kinds['val']})"
         )
+    for name, data in (("train", train), ("val", val)):
+        check_finite(name, data)
     n = train.x.shape[0]
     if batch_size > n:
         raise ValueError(
             f"batch_size must be between 1 and the {n} training examples, got {batch_size}"
         )
+
+
+def check_finite(name: str, data: Dataset) -> None:
+    """Concrete floating-point inputs and targets hold no NaN or inf (a `Dataset` built directly
+    skips `jdl.data.dataset`'s checks; a NaN input would pass for a diverged run)."""
+    for field, a in (("x", data.x), ("y", data.y)):
+        if is_traced(a) or not jnp.issubdtype(a.dtype, jnp.inexact):
+            continue
+        bad = int(jnp.size(a) - jnp.count_nonzero(jnp.isfinite(a)))
+        if bad:
+            raise ValueError(f"{name}.{field} has {bad} non-finite values (NaN or inf)")
+
+
+def check_labels_of(fns: tuple[object, ...], params: Params, train: Dataset, val: Dataset) -> None:
+    """The concrete labels against the model's outputs, where an objective knows how: the first
+    of ``fns`` with a ``check_labels(params, data, name)`` method (`jdl.train.classification`)."""
+    if any(is_traced(d.y) or not isinstance(d.y, jax.Array | np.ndarray) for d in (train, val)):
+        return
+    for fn in fns:
+        check = getattr(fn, "check_labels", None)
+        if callable(check):
+            check(params, train, "train labels")
+            check(params, val, "val labels")
+            return
 
 
 def _kind(dtype: jax.typing.DTypeLike) -> str:
@@ -148,6 +175,7 @@ def check_functions(
         ),
         train,
     )
+    check_labels_of((loss_fn, eval_fn), params, train, val)
     val = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype)), val
     )

@@ -194,12 +194,15 @@ def plot_lr_curve(
     on a log axis, the mean over seeds as a line and the seeds' range as a band.
 
     Too small a rate has not got far in the step budget, too large a one bounces or diverges;
-    the minimum is the rate that is "just right". Diverged members are marked with a cross at
-    the top of the plot.
+    the minimum is the rate that is "just right". The mean and band are over the members that
+    did not diverge. The y axis is clipped at 1.5 times the largest of their values (diverged
+    members' losses can be orders of magnitude larger and would flatten the curve): a diverged
+    member is a cross at its learning rate and loss, on the top edge when its loss is above the
+    clip or not finite, and the legend mentions crosses only when there are some.
 
     Args:
       result: a search over ``hparam`` (other hyper-parameters: one line per value set).
-      path: the PNG file to write.
+      path: the figure file to write (its suffix gives the format: png, svg, pdf).
       hparam: the hyper-parameter on the x axis.
       metric: the entry of ``result.final`` on the y axis.
     """
@@ -208,16 +211,18 @@ def plot_lr_curve(
         raise ValueError(f"the population has no hyper-parameter {hparam!r}")
     x = pop.hparams[hparam].astype(np.float64)
     y = np.asarray(result.final[metric], np.float64)  # (S, H)
+    diverged = np.asarray(result.diverged, bool)  # (S, H)
+    kept = np.where(diverged | ~np.isfinite(y), np.nan, y)
     others = [k for k in pop.hparams if k != hparam]
     labels = [tuple(float(pop.hparams[k][h]) for k in others) for h in range(pop.num_configs)]
-    finite = y[np.isfinite(y)]
-    top = float(np.percentile(finite, 95)) * 1.5 if finite.size else 1.0
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    finite = kept[np.isfinite(kept)]
+    top = 1.5 * float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig, ax = plt.subplots(figsize=(7.0, 4.6), layout="constrained")
+    any_diverged = False
     for label in dict.fromkeys(labels):
         cols = np.array([h for h in range(pop.num_configs) if labels[h] == label])
         cols = cols[np.argsort(x[cols])]
-        ys = y[:, cols]
-        stats = [col[np.isfinite(col)] for col in ys.T]
+        stats = [col[np.isfinite(col)] for col in kept[:, cols].T]
         mean = np.array([c.mean() if c.size else np.nan for c in stats])
         lo = np.array([c.min() if c.size else np.nan for c in stats])
         hi = np.array([c.max() if c.size else np.nan for c in stats])
@@ -227,17 +232,25 @@ def plot_lr_curve(
         )
         if len(pop.seeds) > 1:
             ax.fill_between(x[cols], lo, hi, alpha=0.25, color=line.get_color(), lw=0)
-        bad = np.asarray(result.diverged[:, cols]).any(axis=0)
-        if bad.any():
-            ax.plot(x[cols][bad], np.full(bad.sum(), top), "x", color=line.get_color(), ms=9)
+        seed_idx, col_idx = np.nonzero(diverged[:, cols])
+        if seed_idx.size:
+            any_diverged = True
+            values = y[seed_idx, cols[col_idx]]
+            shown = np.where(np.isfinite(values) & (values < top), values, top)
+            ax.plot(
+                x[cols][col_idx], shown, "x", color=line.get_color(), ms=9, mew=2, clip_on=False
+            )
+    if any_diverged:
+        ax.plot([], [], "x", color="0.3", ms=9, mew=2, label="diverged (top edge: loss above it)")
     ax.set_xscale("log")
     ax.set_ylim(0.0, top)
     ax.set_xlabel(hparam.replace("_", " ") + " (log scale)")
-    ax.set_ylabel(f"final {metric.replace('_', ' ')}")
-    ax.set_title("too small / just right / too large (x: diverged)")
-    ax.legend(fontsize=8)
+    what = metric.replace("val_", "validation ").replace("_", " ")
+    ax.set_ylabel(f"final {what} (mean over seeds; band: range)")
+    ax.set_title(f"Final {what} against the {hparam.replace('_', ' ')}")
+    # Outside the axes, so that it never covers a point.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -261,12 +274,16 @@ def plot_curves(result: SearchResult, path: str | Path, *, hparam: str = "learni
         finite = curves[np.isfinite(curves)]
         if finite.size:
             ax.set_ylim(0.0, float(np.percentile(finite, 98)) * 1.2)
-        ax.set_xlabel("step")
+        ax.set_xlabel("optimizer step")
         ax.set_ylabel(name.replace("_", " "))
+        ax.set_title(name.replace("_", " ").replace("val", "validation"))
         ax.grid(True, alpha=0.3)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes)
     bar.set_label(hparam.replace("_", " "))
-    fig.suptitle(f"{_count(pop.num_members, 'member')} ({_count(len(pop.seeds), 'seed')})")
+    fig.suptitle(
+        f"Loss curves of {_count(pop.num_members, 'member')} "
+        f"({_count(len(pop.seeds), 'seed')}), coloured by {hparam.replace('_', ' ')}"
+    )
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

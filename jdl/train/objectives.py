@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import jax
 
-from jdl.data import Dataset
+from jdl.data import Dataset, check_labels
 from jdl.losses import accuracy, softmax_cross_entropy
 from jdl.types import Aux, EvalFn, LossFn, Params
 
@@ -14,7 +14,7 @@ ApplyFn = Callable[..., jax.Array]
 """``apply_fn(params, x, *, key=None) -> logits`` (key given: training mode, dropout on)."""
 
 
-def classification(apply_fn: ApplyFn) -> tuple[LossFn, EvalFn]:
+def classification(apply_fn: ApplyFn, num_classes: int | None = None) -> tuple[LossFn, EvalFn]:
     r"""Softmax cross-entropy training loss and the evaluation metrics of a classifier.
 
     With logits :math:`a = f(x; \theta, k)` of the model ``apply_fn``:
@@ -27,9 +27,15 @@ def classification(apply_fn: ApplyFn) -> tuple[LossFn, EvalFn]:
     ``loss_fn`` passes its key to ``apply_fn`` (training mode: dropout draws its masks from
     it); ``eval_fn`` calls ``apply_fn`` without a key (evaluation mode, deterministic).
 
+    Labels must lie in [0, n_classes): ``loss_fn.check_labels(params, data, name)`` (also on
+    ``eval_fn``) raises a ValueError naming the first label out of range, and `jdl.train.fit`
+    calls it on the training and validation sets before compiling. Out of range, a label of -1
+    would train as the last class and one of n_classes or more would give a NaN loss.
+
     Args:
       apply_fn: ``apply_fn(params, x, *, key=None) -> logits`` of shape (n, n_classes), e.g.
         the first result of `jdl.models.functional`.
+      num_classes: n_classes; None: the size of the logits' last axis.
 
     Returns:
       ``(loss_fn, eval_fn)``: ``loss_fn(params, batch, key) -> (E, {})``, a `LossFn` for
@@ -47,6 +53,8 @@ def classification(apply_fn: ApplyFn) -> tuple[LossFn, EvalFn]:
       Goodfellow, Bengio & Courville, Deep Learning, 2016, sections 6.2.2.3 (softmax units and
       cross-entropy) and 7.12 (dropout at training time only).
     """
+    if num_classes is not None and (isinstance(num_classes, bool) or num_classes < 1):
+        raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
     if not callable(apply_fn):
         raise TypeError(
             f"classification expects apply_fn(params, x, *, key=None), got {type(apply_fn)}"
@@ -59,4 +67,12 @@ def classification(apply_fn: ApplyFn) -> tuple[LossFn, EvalFn]:
         logits = apply_fn(params, data.x)
         return {"loss": softmax_cross_entropy(logits, data.y), "accuracy": accuracy(logits, data.y)}
 
+    def check(params: Params, data: Dataset, name: str = "labels") -> None:
+        n = num_classes
+        if n is None:
+            n = int(jax.eval_shape(lambda p, x: apply_fn(p, x), params, data.x).shape[-1])
+        check_labels(data.y, n, name=name)
+
+    loss_fn.check_labels = check  # type: ignore[attr-defined]
+    eval_fn.check_labels = check  # type: ignore[attr-defined]
     return loss_fn, eval_fn

@@ -37,7 +37,7 @@ def test_writes_figure_and_results_and_rejects_bad_flags(tmp_path, capsys):
         ["--l2", "1e-3"],
     ):
         with pytest.raises(SystemExit) as exit_info:
-            main([*bad, "--out", str(tmp_path)])
+            main([*bad, "--out", str(tmp_path / "bad")])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "error" in err

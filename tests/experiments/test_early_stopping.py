@@ -59,7 +59,7 @@ def test_writes_curves_and_results_and_rejects_bad_flags(tmp_path, capsys):
     capsys.readouterr()
     for bad in (["--steps", "0"], ["--bogus"], ["--hidden", "a,b"], ["--patience-increase", "1"]):
         with pytest.raises(SystemExit) as exit_info:
-            main([*bad, "--out", str(tmp_path)])
+            main([*bad, "--out", str(tmp_path / "bad")])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "error" in err

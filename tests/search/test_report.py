@@ -100,6 +100,36 @@ def test_figure_labels_count_seeds(result, tmp_path, monkeypatch):
     plot_curves(one_seed, tmp_path / "curves.png")
     plot_lr_curve(result, tmp_path / "lr2.png")
     legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
-    assert legend == ["mean (1 seed)"]
-    assert figures[1]._suptitle.get_text() == "3 members (1 seed)"
-    assert [t.get_text() for t in figures[2].axes[0].get_legend().get_texts()] == ["mean (2 seeds)"]
+    assert legend == ["mean (1 seed)", "diverged (top edge: loss above it)"]
+    assert figures[1]._suptitle.get_text().startswith("Loss curves of 3 members (1 seed)")
+    assert [t.get_text() for t in figures[2].axes[0].get_legend().get_texts()] == [
+        "mean (2 seeds)",
+        "diverged (top edge: loss above it)",
+    ]
+
+
+def test_lr_curve_clips_huge_diverged_losses_and_says_diverged_only_if_any(
+    result, tmp_path, monkeypatch
+):
+    import jdl.search.report as report
+
+    figures = []
+    monkeypatch.setattr(report.plt, "close", figures.append)
+    huge = {**result.final, "val_loss": np.array([[0.5, 0.2, 1e6], [0.7, 0.4, 3e5]])}
+    plot_lr_curve(result._replace(final=huge), tmp_path / "lr.svg")
+    ax = figures[0].axes[0]
+    assert ax.get_ylim() == pytest.approx((0.0, 1.5 * 0.7))  # the good rates fill the axis
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert len(crosses) == 1
+    np.testing.assert_allclose(crosses[0].get_xdata(), [10.0, 10.0])  # where they are
+    np.testing.assert_allclose(crosses[0].get_ydata(), [1.05, 1.05])  # on the top edge
+    assert (tmp_path / "lr.svg").read_text().startswith("<?xml")
+    calm = result._replace(
+        population=population({"learning_rate": [0.01, 0.1]}, seeds=[0, 1]),
+        final={k: v[:, :2] for k, v in result.final.items()},
+        diverged=result.diverged[:, :2],
+    )
+    plot_lr_curve(calm, tmp_path / "calm.png")
+    legend = [t.get_text() for t in figures[1].axes[0].get_legend().get_texts()]
+    assert legend == ["mean (2 seeds)"]  # no promise of crosses when nothing diverged
+    assert figures[1].axes[0].get_xlabel() and figures[1].axes[0].get_title()

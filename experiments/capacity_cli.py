@@ -1,0 +1,57 @@
+"""The capacity study's configuration and flags, shared with `experiments.regularization`.
+
+Apart from `experiments.capacity` so that both experiments parse their command line, and answer
+``--help`` or a bad flag, before JAX is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from experiments.cli import Parser, hidden_sizes, joined
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Data size, optimizer, training length, seeds and the widths of the sweep."""
+
+    train_size: int = 200
+    steps: int = 1500
+    batch_size: int = 50
+    learning_rate: float = 1e-2
+    eval_every: int = 50
+    seeds: int = 5
+    widths: tuple[int, ...] = (2, 8, 32, 128, 512)
+    data_seed: int = 0
+    out: str = "runs/capacity"
+    overwrite: bool = False
+    format: str = "png"  # of the figures
+
+
+def add_arguments(p: Parser, d: Config) -> None:
+    """The flags of `Config`'s fields, with ``d``'s defaults."""
+    helps = {
+        "train_size": "training examples (a stratified subset)",
+        "steps": "optimizer steps per run",
+        "batch_size": "examples per step",
+        "eval_every": "steps between evaluations",
+        "seeds": "seeds per configuration (>= 2)",
+        "data_seed": "seed of the data split and subset",
+    }
+    for name, text in helps.items():
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name), help=text)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
+    p.add_argument("--widths", type=hidden_sizes, default=joined(d.widths), help="hidden widths")
+    p.add_output_arguments(d.out)
+
+
+def check_arguments(p: Parser, a: Any) -> None:
+    """Exits with status 2 and one line on a bad value of a `Config` field."""
+    p.require_positive_ints(a, "train_size", "steps", "batch_size", "eval_every", "seeds")
+    p.require_positive_numbers(a, "learning_rate")
+    if a.seeds < 2:
+        p.error("--seeds must be >= 2 (the spread over seeds is reported)")
+    p.require_batch_size(a.batch_size, a.train_size, "examples of --train-size")
+    p.require_counts(a, "data_seed")
+    p.require_output(a)
