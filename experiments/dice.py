@@ -2,7 +2,7 @@
 
     python -m experiments.dice [--size 16] [--train-size 512] [--test-size 256] [--steps 400]
         [--batch-size 64] [--learning-rate 0.01] [--channels 8] [--contrast 1.0]
-        [--seed 0] [--out runs/dice]
+        [--seed 0] [--out runs/dice] [--overwrite] [--format png]
 
 A synthetic segmentation problem: ``size`` x ``size`` images, each with one small disk of
 foreground (radius 1.2 to 2.2 pixels: about 2-6% of the pixels) brighter by ``--contrast``,
@@ -35,17 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import matplotlib
-import numpy as np
-import optax
-
+from experiments import cli
 from experiments.cli import Parser
-from jdl.losses import binary_cross_entropy_with_logits, dice_loss
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 PROG = "python -m experiments.dice"
 MODELS = ("cross_entropy", "dice")  # the loss's mixing weight w = 1, 0
@@ -65,20 +56,55 @@ class Config:
     contrast: float = 1.0
     seed: int = 0
     out: str = "runs/dice"
+    overwrite: bool = False
+    format: str = "png"  # of the figure
 
 
-def _parse(argv: list[str] | None) -> Config:
-    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
-    for f in dataclasses.fields(Config):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+HELP = {
+    "size": "image side in pixels (>= 8)",
+    "train_size": "training images",
+    "test_size": "test images",
+    "steps": "Adam steps of each model",
+    "batch_size": "images per mini-batch",
+    "learning_rate": "Adam's learning rate",
+    "channels": "feature maps of the hidden convolution",
+    "contrast": "how much brighter the foreground disk is than the background",
+    "seed": "seed of the images and the initial parameters",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
+    d = Config()
+    p = Parser(prog=PROG, doc=__doc__)
+    for name, text in HELP.items():
+        value = getattr(d, name)
+        p.add_argument(cli.flag(name), type=type(value), default=value, help=text)
+    p.add_output_arguments(d.out)
     args = p.parse_args(argv)
-    p.require_positive_ints(args, "train_size", "test_size", "steps", "batch_size", "channels")
+    p.require_counts(args, "train_size", "test_size", "steps", "batch_size", "channels", minimum=1)
     p.require_positive_numbers(args, "learning_rate", "contrast")
     if args.size < 8:
         p.error(f"--size must be at least 8 pixels, got {args.size}")
-    if args.batch_size > args.train_size:
-        p.error(f"--batch-size ({args.batch_size}) must not exceed --train-size")
+    p.require_batch_size(args.batch_size, args.train_size, "training images (--train-size)")
+    p.require_output(args)
     return Config(**vars(args))
+
+
+if __name__ == "__main__":
+    cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import optax
+
+from experiments import output
+from jdl.losses import binary_cross_entropy_with_logits, dice_loss
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 
 def make_images(
@@ -184,7 +210,7 @@ def _plot(x, mask, preds, losses, path: Path, shown: int = 4) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Trains both models, writes ``dice.png`` and ``results.json``; returns the results."""
-    cfg = _parse(argv)
+    cfg = parse_args(argv)
     start = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     train_x, train_y = make_images(rng, cfg.train_size, cfg.size, cfg.contrast)
@@ -193,10 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     probs = jax.vmap(lambda p: jax.nn.sigmoid(logits_fn(p, jnp.asarray(test_x))))(params)
     preds = (np.asarray(probs) > 0.5).astype(np.float32)
     models = {m: scores(preds[i], test_y) for i, m in enumerate(MODELS)}
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     losses = np.asarray(losses)
-    _plot(test_x, test_y, preds, losses, out / "dice.png")
     results = {
         "config": dataclasses.asdict(cfg),
         "foreground_fraction": float(np.mean(test_y)),
@@ -204,9 +227,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "curves": {m: losses[i].tolist() for i, m in enumerate(MODELS)},
         "time_s": time.perf_counter() - start,
     }
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out / "results.json")
+    with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        _plot(test_x, test_y, preds, losses, folder / f"dice.{cfg.format}")
+        (folder / "results.json").write_text(json.dumps(results, indent=2))
+    out = Path(cfg.out)
     print(f"foreground: {results['foreground_fraction']:.3f} of the test pixels")
     print(f"{'model':<15}{'Dice score':>12}{'recall':>10}{'precision':>11}{'predicted fg':>14}")
     for m in MODELS:
@@ -220,4 +244,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -14,15 +14,13 @@ import jdl
 from experiments import autoencoders, cli, stacked_denoising
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENTS = (
-    "lr_search",
-    "optimizer_paths",
-    "early_stopping",
-    "adaptive_lr",
-    "capacity",
-    "regularization",
-    "autoencoders",
-    "stacked_denoising",
+# Every runnable experiment: the modules that parse their command line before importing JAX.
+EXPERIMENTS = tuple(
+    sorted(
+        path.stem
+        for path in (ROOT / "experiments").glob("*.py")
+        if "cli.parsed(parse_args)" in path.read_text()
+    )
 )
 # The experiments that draw mini-batches, and a command line of theirs otherwise valid.
 BATCHED = [e for e in EXPERIMENTS if e != "optimizer_paths"]
