@@ -163,6 +163,10 @@ def _exit_130(signum: int, frame: Any) -> None:
     os._exit(130)
 
 
+def _exit_130_done(signum: int, frame: Any) -> None:
+    os._exit(130)
+
+
 def parsed(parse_args: Callable[[], Any]) -> None:
     """Parses an experiment's command line (``--help`` and bad flags end here, before JAX is
     imported); a Ctrl-C during the imports that follow exits with status 130 and one line."""
@@ -181,6 +185,8 @@ def run(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("interrupted: nothing written", file=sys.stderr)
         sys.exit(130)
+    # The files are written; a Ctrl-C while the interpreter shuts down still exits 130.
+    signal.signal(signal.SIGINT, _exit_130_done)
 
 
 def joined(values: tuple[float, ...]) -> str:

@@ -2,7 +2,7 @@
 
 Each builder takes the `Autoencoder` whose parameters are trained (``params`` as returned by
 ``jdl.models.functional(model)``) and returns a pure ``loss_fn(params, batch, key) ->
-(loss, aux)`` for `jdl.train.fit`; only ``batch.x`` is used. The variants of the course:
+(loss, aux)`` for `jdl.run.fit`; only ``batch.x`` is used. The variants of the course:
 
 - undercomplete / deep: `autoencoder_loss` with the reconstruction term alone;
 - sparse (usually overcomplete): `sparse_loss`, L1 or KL penalty on the code h;
@@ -314,7 +314,7 @@ def reconstruction_metrics(
       key: the fixed PRNG key of the corruption (required with ``corruption``).
 
     Returns:
-      ``eval_fn(params, data) -> dict`` of scalars, usable as `jdl.train.fit`'s ``eval_fn``.
+      ``eval_fn(params, data) -> dict`` of scalars, usable as `jdl.run.fit`'s ``eval_fn``.
     """
     _check_model(model)
     if corruption is not None and key is None:

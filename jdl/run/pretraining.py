@@ -86,7 +86,7 @@ def pretrain_layerwise(
         min_theta_k  (1/|B|) sum l(h_{k-1}, r),   h~_{k-1} ~ C_{nu_k}(h~ | h_{k-1}),
     with C the corruption ``noise`` at level nu_k (masking or salt-and-pepper probability, or
     Gaussian sigma), l the per-unit cross-entropy (``"bce"``, the codes lie in [0, 1]) or
-    squared error, V_k = W_k^T when ``tied``. Each stage is a `jdl.train.fit` run with early
+    squared error, V_k = W_k^T when ``tied``. Each stage is a `jdl.run.fit` run with early
     stopping on the validation reconstruction error of a fixed corrupted validation set; its
     best parameters give the next stage's input h_k = sigmoid(W_k^T h_{k-1} + b_k) (clean).
 

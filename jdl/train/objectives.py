@@ -28,7 +28,7 @@ def classification(apply_fn: ApplyFn, num_classes: int | None = None) -> tuple[L
     it); ``eval_fn`` calls ``apply_fn`` without a key (evaluation mode, deterministic).
 
     Labels must lie in [0, n_classes): ``loss_fn.check_labels(params, data, name)`` (also on
-    ``eval_fn``) raises a ValueError naming the first label out of range, and `jdl.train.fit`
+    ``eval_fn``) raises a ValueError naming the first label out of range, and `jdl.run.fit`
     calls it on the training and validation sets before compiling. Out of range, a label of -1
     would train as the last class and one of n_classes or more would give a NaN loss.
 
@@ -39,7 +39,7 @@ def classification(apply_fn: ApplyFn, num_classes: int | None = None) -> tuple[L
 
     Returns:
       ``(loss_fn, eval_fn)``: ``loss_fn(params, batch, key) -> (E, {})``, a `LossFn` for
-      `jdl.train.fit`, `jdl.train.make_chunk` and `jdl.search.Search`, and
+      `jdl.run.fit`, `jdl.train.make_chunk` and `jdl.search.Search`, and
       ``eval_fn(params, data) -> {"loss": E, "accuracy": accuracy}`` on the whole of ``data``.
 
     Example::

@@ -108,6 +108,7 @@ def test_lr_search_small(tmp_path, capsys):
     assert int(more.state.step) == 20 and math.isfinite(more.history["val_loss"][0])
 
     # The same command again resumes from the finished checkpoint: the same members.
+    argv.append("--overwrite")
     lr_search.main(argv)
     again = json.loads((out / "results.json").read_text())
     assert again["members"] == saved["members"]

@@ -24,7 +24,7 @@ def model():
 def _fit(model, train, val, **kwargs):
     apply_fn, params = model
     loss_fn, eval_fn = jdl.train.classification(apply_fn, **kwargs)
-    return jdl.train.fit(
+    return jdl.fit(
         loss_fn,
         params,
         jdl.optim.adam(1e-3),
