@@ -156,3 +156,26 @@ def test_train_and_val_must_match():
         run(train=Dataset(X[:6], Y[:6]))
     with pytest.raises(TypeError, match="loss_fn must be callable"):
         run(loss=None)
+
+
+def test_a_search_gets_fits_message_before_compiling():
+    """A model whose input width does not fit the data: the same message from a search as from
+    fit, and nothing compiled."""
+    from jdl.search import Search, population
+
+    params = {"w": jnp.zeros((3, 2)), "b": jnp.zeros(2)}
+    with pytest.raises(TypeError) as from_fit:
+        run(params=params)
+    search = Search(
+        lambda key: params,
+        lambda hp: optax.sgd(hp["learning_rate"]),
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        batch_size=8,
+        eval_every=2,
+    )
+    pop = population({"learning_rate": [0.1, 0.2]})
+    with pytest.raises(TypeError) as from_search:
+        search.run(pop, TRAIN, VAL, steps=4, progress=False)
+    assert str(from_search.value) == str(from_fit.value)
+    assert search.compilations == 0

@@ -131,3 +131,33 @@ def test_interrupt_that_lost_the_state_propagates(search, data, monkeypatch):
         assert signal.getsignal(signal.SIGINT) is handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("scheduler", ["halving", "pbt"])
+def test_schedulers_interrupted_keep_the_chunks_run(search, data, monkeypatch, scheduler):
+    """Ctrl-C during successive halving or PBT behaves as for a grid: the members as far as
+    they got, marked interrupted."""
+    import jax
+
+    from jdl.search import population_based_training, successive_halving
+
+    train, val, _ = data
+    pop = population({"learning_rate": LRS}, seeds=1)
+    interrupt_at(monkeypatch, search, 2, "signal")
+    if scheduler == "halving":
+        out = successive_halving(search, pop, train, val, rung_steps=CHUNK, rungs=2, progress=False)
+    else:
+        out = population_based_training(
+            search,
+            pop,
+            train,
+            val,
+            steps=STEPS,
+            ready_steps=CHUNK,
+            key=jax.random.key(0),
+            fraction=0.5,
+            progress=False,
+        )
+    assert out.result.interrupted
+    np.testing.assert_array_equal(out.result.steps, 2 * CHUNK)
+    assert np.isfinite(out.result.best_val_loss).all()
