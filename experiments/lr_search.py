@@ -3,7 +3,7 @@
     python -m experiments.lr_search [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0]
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
         [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
-        [--export-best DIR]
+        [--export-best DIR] [--tensorboard DIR]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
 
 Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
@@ -79,6 +79,7 @@ class Config:
     out: str = "runs/lr_search"
     checkpoint_dir: str | None = None
     export_best: str | None = None
+    tensorboard: str | None = None
     overwrite: bool = False
     format: str = "png"  # of the figures
     distributed: bool = False
@@ -114,6 +115,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--checkpoint-dir",
         default=None,
         help="save the search after every chunk; the same command resumes from it",
+    )
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        help="write every member's curves and the hyper-parameters to this TensorBoard folder",
     )
     p.add_argument(
         "--export-best",
@@ -232,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             steps=cfg.steps,
             test=splits.test,
             checkpoint_dir=cfg.checkpoint_dir,
+            tensorboard=cfg.tensorboard,
         )
     except ConfigurationMismatchError as e:
         Parser(prog=PROG).error(str(e))

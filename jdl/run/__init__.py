@@ -19,6 +19,7 @@ from jdl.run.driver import Outcome, Progress, Run, Scheduler, drive
 from jdl.run.fit import FitResult, fit
 from jdl.run.pretraining import LayerwisePretraining, fine_tune, pretrain_layerwise
 from jdl.run.spec import RunSpec
+from jdl.run.tensorboard import TensorBoard, read_scalars
 
 __all__ = [
     "Checkpoints",
@@ -30,6 +31,7 @@ __all__ = [
     "Run",
     "RunSpec",
     "Scheduler",
+    "TensorBoard",
     "check_data",
     "check_functions",
     "drive",
@@ -38,5 +40,6 @@ __all__ = [
     "fit",
     "load_params",
     "pretrain_layerwise",
+    "read_scalars",
     "save_params",
 ]

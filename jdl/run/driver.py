@@ -29,7 +29,8 @@ from jdl.types import Metrics
 __all__ = ["Outcome", "Progress", "Run", "Scheduler", "drive"]
 
 Row = dict[str, Any]
-"""One chunk's record on the host: ``"step"``, ``"time_s"`` and the chunk's metrics."""
+"""One chunk's record on the host: ``"step"`` (the run's clock), ``"time_s"`` (seconds since
+the start) and the chunk's metrics (scalars for one run, arrays over a population's members)."""
 
 
 class Progress(NamedTuple):
@@ -180,7 +181,8 @@ def drive(
                 row, now = run.observe(state, metrics)
                 done += 1
                 finished = now.training == 0
-                history.append({"step": now.step, "time_s": time.perf_counter() - start, **row})
+                row = {"step": now.step, "time_s": time.perf_counter() - start, **row}
+                history.append(row)
                 bar.set_postfix(now.postfix(), refresh=False)
                 bar.update(offset + min(now.step, total_steps) - bar.n)
                 if scheduler is not None:

@@ -15,6 +15,7 @@ from jdl.hyperparams import check_count
 from jdl.run.checkpoint import Checkpoints, fingerprint
 from jdl.run.driver import Progress, Row, drive
 from jdl.run.spec import RunSpec
+from jdl.run.tensorboard import TensorBoard
 from jdl.train.early_stopping import EarlyStopping
 from jdl.train.state import TrainState, init_state
 from jdl.types import EvalFn, LossFn, Metrics, Params
@@ -84,6 +85,7 @@ def fit(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     callback: Callable[[TrainState, dict[str, float]], None] | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> FitResult:
     r"""Trains ``params`` in compiled chunks until ``steps`` or early stopping.
 
@@ -125,8 +127,11 @@ def fit(
       progress: show a tqdm progress bar.
       checkpoint_dir: where to save and resume from (None: no checkpoints).
       checkpoint_every: save the whole state every this many chunks.
-      callback: ``callback(state, metrics)`` after each chunk (after the checkpoint); the state
-        is donated to the next chunk, so copy what you keep.
+      callback: ``callback(state, record)`` after each chunk (after the checkpoint), with the
+        chunk's ``record``: ``"step"``, ``"time_s"`` and its metrics; the state is donated to
+        the next chunk, so copy what you keep.
+      tensorboard: a folder to write the curves to, between chunks, as TensorBoard event
+        files (`jdl.run.TensorBoard`; needs the extra ``jdl[tensorboard]``).
 
     Returns:
       `FitResult` ``(state, best_params, history, interrupted)``.
@@ -178,6 +183,8 @@ def fit(
             key=np.asarray(jax.random.key_data(state.key)),
         )
         ckpt = Checkpoints(checkpoint_dir, fingerprint=print_)
+    board = None if tensorboard is None else TensorBoard(tensorboard, [(".", {})])
+    hooks = [f for f in (board, callback) if f is not None]
     try:
         outcome = drive(
             _Single(lowered.compile(), train, val),
@@ -187,11 +194,13 @@ def fit(
             checkpoints=ckpt,
             checkpoint_every=checkpoint_every,
             progress=progress,
-            callback=callback,
+            callback=(lambda state, row: [f(state, row) for f in hooks]) if hooks else None,
         )
     finally:
         if ckpt is not None:
             ckpt.close()
+        if board is not None:
+            board.finish({})
     history: dict[str, list[Any]] = {}
     for row in outcome.history:
         for k, v in row.items():

@@ -25,12 +25,14 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
+import numpy as np
 import optax
 from tqdm.auto import tqdm
 
 from jdl.data import Dataset
 from jdl.hyperparams import check_count
 from jdl.run import Checkpoints, RunSpec, Scheduler, drive, fingerprint
+from jdl.run.tensorboard import TensorBoard
 from jdl.search.grid import Population
 from jdl.search.members import Members, PopulationRun
 from jdl.search.programs import SearchState
@@ -134,6 +136,7 @@ class Search(Members):
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         scheduler: Scheduler | None = None,
+        tensorboard: str | os.PathLike | None = None,
     ) -> SearchResult:
         """Trains the whole population for at most ``steps`` steps and collects the results.
 
@@ -160,6 +163,10 @@ class Search(Members):
           scheduler: a rule that rewrites the population between chunks (`jdl.run.Scheduler`;
             successive halving and population-based training are built on it), not with
             ``members_per_chunk``.
+          tensorboard: a folder to write every member's curves to between chunks, one
+            TensorBoard run per member (named by its hyper-parameters and seed), and their
+            hyper-parameters with the final metrics for the HParams dashboard (needs the extra
+            ``jdl[tensorboard]``).
 
         Returns:
           A `SearchResult`, padding dropped.
@@ -200,6 +207,7 @@ class Search(Members):
                 try:
                     state = self.init(sub, train, val, size=part, ahead=(last_steps,))
                     run = PopulationRun(self, train, val, last_steps, kept, best)
+                    board = None if tensorboard is None else _board(tensorboard, sub, part)
                     checkpoints = self._checkpoints(
                         folder, sub, state, train, val, steps, scheduler
                     )
@@ -218,6 +226,7 @@ class Search(Members):
                             checkpoints=ckpt,
                             checkpoint_every=checkpoint_every,
                             progress=bar,
+                            callback=board,
                         )
                 except KeyboardInterrupt:
                     # Before the slice's first chunk: keep the slices before it, if any.
@@ -227,6 +236,8 @@ class Search(Members):
                     break
                 best = run.best
                 pieces.append(self.fetch(outcome.state, outcome.history, test, kept))
+                if board is not None:
+                    board.finish(_final_metrics(pieces[-1], part))
                 if outcome.interrupted:
                     interrupted = True
                     break
@@ -280,3 +291,32 @@ class Search(Members):
             checkpoints.close()
             raise
         return checkpoints
+
+
+def _board(logdir: str | os.PathLike, pop: Population, size: int) -> TensorBoard:
+    """The TensorBoard writer of a slice of ``size`` configurations (padding not written)."""
+    members = []
+    for seed in pop.seeds:
+        for h in range(size):
+            if h >= pop.num_configs:
+                members.append(None)
+                continue
+            config = pop.config(h)
+            name = ",".join(f"{k}={v:.4g}" for k, v in config.items()) + f",seed={int(seed)}"
+            members.append((name, {**config, "seed": int(seed)}))
+    return TensorBoard(logdir, members)
+
+
+def _final_metrics(piece: dict, size: int) -> dict[str, np.ndarray]:
+    """A slice's final metrics for the HParams dashboard, (S, size) with NaN on the padding:
+    the best validation (and test) metrics, and the last training loss."""
+    train = piece["train"]
+    metrics = {"best_val_loss": train[2], "steps": train[0].astype(np.float64)}
+    metrics.update({f"best_{k}": v for k, v in piece["best"].items()})
+    metrics["final_train_loss"] = piece["final"]["train_loss"]
+    return {
+        k: np.pad(
+            np.asarray(v, np.float64), ((0, 0), (0, size - v.shape[1])), constant_values=np.nan
+        )
+        for k, v in metrics.items()
+    }
