@@ -1,7 +1,7 @@
 """Datasets as device arrays, checked once at the boundary; mini-batches drawn in compiled code.
 
 A dataset is a pair ``(x, y)`` of arrays with the same leading length n (the examples). Loaders
-(`digits`, `mnist`, `synthetic_regression`, `synthetic_classification`) build it through
+(`digits`, `mnist1d`, `mnist`, `synthetic_regression`, `synthetic_classification`) build it through
 `dataset`, which rejects non-finite values, mismatched lengths and empty sets with a
 ``ValueError`` saying which. Training never loops over batches in Python: `minibatch` picks batch
 number ``step`` of a per-epoch permutation inside ``jit``/``scan``.
@@ -19,6 +19,8 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from jdl.mnist_1d import mnist1d
+
 __all__ = [
     "Dataset",
     "Splits",
@@ -27,6 +29,7 @@ __all__ = [
     "load_idx",
     "minibatch",
     "mnist",
+    "mnist1d",
     "stratified_subset",
     "synthetic_classification",
     "synthetic_regression",
