@@ -4,11 +4,15 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import pytest
 from flax import nnx
 
+from jdl import data as jdl_data
 from jdl.models import Conv, ConvNet, functional
+from jdl.optim import adam
+from jdl.train import classification, fit
 
 
 def count(params):
@@ -177,3 +181,37 @@ def test_bad_arguments(kwargs, match):
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=r"\(N, 40, 1\) or \(N, 40\)"):
         reference_cnn()(jnp.zeros((2, 41)))
+
+
+@pytest.mark.parametrize("input_shape", [(9, 2), (5, 5, 2)])
+def test_gradients_match_finite_differences(input_shape):
+    with jax.enable_x64(True):
+        # tanh: smooth, so finite differences are accurate everywhere.
+        cnn = ConvNet(input_shape, (3, 2), 2, strides=(1, 2), activation=jnp.tanh, rngs=nnx.Rngs(0))
+        apply_fn, params = functional(cnn)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+        x = jax.random.normal(jax.random.key(0), (2, *input_shape), jnp.float64)
+        jax.test_util.check_grads(
+            lambda p: apply_fn(p, x), (params,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6
+        )
+
+
+def test_a_few_steps_of_fit_lower_the_loss():
+    splits = jdl_data.mnist1d()
+    train = jdl_data.Dataset(splits.train.x[:512], splits.train.y[:512])
+    apply_fn, params = functional(reference_cnn())
+    loss_fn, eval_fn = classification(apply_fn)
+    before = float(eval_fn(params, train)["loss"])
+    result = fit(
+        loss_fn,
+        params,
+        adam(1e-2),
+        train,
+        splits.val,
+        eval_fn=eval_fn,
+        num_steps=40,
+        batch_size=64,
+        eval_every=40,
+        progress=False,
+    )
+    assert float(eval_fn(result.state.params, train)["loss"]) < 0.8 * before
