@@ -58,6 +58,7 @@ from jdl.train import classification, early_stopping
 
 PROG = "python -m experiments.weight_sharing"
 NUM_CLASSES, LENGTH = 10, 40
+TRAIN_EXAMPLES = 3600  # len(mnist1d().train): 90% of the 4000 reference training signals
 MODELS = ("mlp", "cnn")
 VARIANTS = ("ordered", "shuffled")
 # Test accuracies of the mnist1d package's README (Greydanus 2020); no GRU or logistic
@@ -91,17 +92,34 @@ def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     d = Config()
     p = Parser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--seeds", type=int, default=d.seeds)
-    p.add_argument("--lr-min", type=float, default=d.lr_min)
-    p.add_argument("--lr-max", type=float, default=d.lr_max)
-    p.add_argument("--num-lrs", type=int, default=d.num_lrs)
-    p.add_argument("--channels", type=int, default=d.channels, help="of each convolution")
-    p.add_argument("--mlp-hidden", type=hidden_sizes, default=d.mlp_hidden, help="e.g. 64,64")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps")
-    p.add_argument("--devices", type=int, default=d.devices, help="default: all")
-    p.add_argument("--out", default=d.out)
+    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps per member")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="signals per step")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per learning rate, >= 2")
+    p.add_argument("--lr-min", type=float, default=d.lr_min, help="smallest learning rate")
+    p.add_argument("--lr-max", type=float, default=d.lr_max, help="largest learning rate")
+    p.add_argument("--num-lrs", type=int, default=d.num_lrs, help="learning rates, log grid")
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=d.channels,
+        help="channels of each of the CNN's 3 convolutions",
+    )
+    p.add_argument(
+        "--mlp-hidden",
+        type=hidden_sizes,
+        default=d.mlp_hidden,
+        help="the MLP's hidden layer sizes, e.g. 64,64",
+    )
+    p.add_argument(
+        "--eval-every", type=int, default=d.eval_every, help="steps between validation evaluations"
+    )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=d.devices,
+        help="devices to shard the members over (default: all; on a CPU host, one per core)",
+    )
+    p.add_argument("--out", default=d.out, help="folder for results.json and the figure")
     a = p.parse_args(argv)
     p.require_positive_ints(a, "steps", "batch_size", "seeds", "num_lrs", "channels")
     p.require_positive_ints(a, "eval_every")
@@ -109,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.require_positive_ints(a, "devices")
     p.require_positive_numbers(a, "lr_min", "lr_max")
     p.require_ordered(a, "lr_min", "lr_max")
+    if a.batch_size > TRAIN_EXAMPLES:
+        p.error(f"--batch-size {a.batch_size} exceeds the {TRAIN_EXAMPLES} training signals")
     if a.seeds < 2:
         p.error(f"--seeds must be at least 2 for a spread over seeds, got {a.seeds}")
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})

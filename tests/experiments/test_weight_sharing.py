@@ -6,6 +6,7 @@ import math
 import pytest
 
 from experiments import weight_sharing
+from jdl.data import mnist1d
 
 
 def test_weight_sharing_small(tmp_path, capsys):
@@ -52,6 +53,7 @@ def test_weight_sharing_small(tmp_path, capsys):
         (["--steps", "0"], "--steps must be a positive int"),
         (["--lr-min", "1", "--lr-max", "0.1"], "must not exceed --lr-max"),
         (["--mlp-hidden", "64,x"], "expected comma-separated positive ints"),
+        (["--batch-size", "3601"], "exceeds the 3600 training signals"),
     ],
 )
 def test_bad_flags_exit_with_status_2(argv, message, capsys):
@@ -59,3 +61,7 @@ def test_bad_flags_exit_with_status_2(argv, message, capsys):
         weight_sharing.parse_args(argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_training_set_size_known_before_loading_matches_the_data():
+    assert len(mnist1d().train.y) == weight_sharing.TRAIN_EXAMPLES
