@@ -98,3 +98,16 @@ def test_importing_jdl_loads_neither_the_generator_nor_pyplot():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_reference_values_of_the_generated_signals():
+    # Values of mnist1d 0.0.2.post1's reference dataset: a change of the package's generator
+    # (which would change every number in the README's table) shows here.
+    test = jd.mnist1d().test
+    assert np.asarray(test.y[:12]).tolist() == [2, 6, 3, 9, 4, 3, 1, 9, 5, 2, 0, 7]
+    np.testing.assert_allclose(
+        np.asarray(test.x[0, :6]),
+        [-0.07877, -0.21073, -0.09175, 0.28267, 0.32606, 0.03843],
+        atol=1e-4,
+    )
+    assert float(np.abs(np.asarray(test.x)).sum()) == pytest.approx(29977.88, rel=1e-5)
