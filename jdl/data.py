@@ -1,7 +1,7 @@
 """Datasets as device arrays, checked once at the boundary; mini-batches drawn in compiled code.
 
 A dataset is a pair ``(x, y)`` of arrays with the same leading length n (the examples). Loaders
-(`digits`, `mnist`, `synthetic_regression`, `synthetic_classification`) build it through
+(`digits`, `mnist1d`, `mnist`, `synthetic_regression`, `synthetic_classification`) build it through
 `dataset`, which rejects non-finite values, mismatched lengths and empty sets with a
 ``ValueError`` saying which. Training never loops over batches in Python: `minibatch` picks batch
 number ``step`` of a per-epoch permutation inside ``jit``/``scan``.
@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from jdl.idx import load_idx, mnist
+from jdl.mnist_1d import mnist1d
 
 __all__ = [
     "Dataset",
@@ -28,6 +29,7 @@ __all__ = [
     "load_idx",
     "minibatch",
     "mnist",
+    "mnist1d",
     "standardize",
     "stratified_subset",
     "synthetic_classification",

@@ -8,6 +8,7 @@ from jdl.models.autoencoder_losses import (
     reconstruction_metrics,
     sparse_loss,
 )
+from jdl.models.conv import Conv, ConvNet
 from jdl.models.functional import from_linen, functional
 from jdl.models.mlp import MLP
 from jdl.models.stacked import stacked_classifier
@@ -16,6 +17,8 @@ from jdl.models.tied import TiedDense
 __all__ = [
     "MLP",
     "Autoencoder",
+    "Conv",
+    "ConvNet",
     "TiedDense",
     "autoencoder_loss",
     "contractive_loss",
