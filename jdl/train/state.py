@@ -71,7 +71,10 @@ def init_state(
         key = jax.random.key(int(key))
     elif not isinstance(key, jax.Array):
         raise TypeError(f"key must be a PRNG key or an int seed, got {type(key).__name__}")
-    params = jax.tree.map(jnp.array, params)  # own copies, safe to donate
+    # Own copies of the parameters and the key: a compiled chunk may donate the state.
+    params = jax.tree.map(jnp.array, params)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    key = jax.random.clone(key) if typed else jnp.array(key)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,

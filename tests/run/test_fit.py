@@ -114,6 +114,17 @@ def test_fit_trains_once_compiled_with_history_and_early_stopping(reference):
     assert f"{h['step'][-1]}/200" in bar and "val_loss" in bar  # the progress bar
 
 
+def test_the_callers_key_and_params_survive_the_donation():
+    """fit donates its state to the compiled chunks: its own copies, never the caller's."""
+    train, val, params, loss_fn, eval_fn = problem()
+    key = jax.random.key(3)
+    common = {"eval_fn": eval_fn, "steps": 10, "batch_size": 8, "progress": False}
+    first = fit(loss_fn, params, optax.sgd(0.1), train, val, key=key, **common)
+    again = fit(loss_fn, params, optax.sgd(0.1), train, val, key=key, **common)  # not deleted
+    np.testing.assert_array_equal(first.state.params["w"], again.state.params["w"])
+    assert not params["w"].is_deleted()
+
+
 def test_fit_checks_its_arguments():
     train, val, params, loss_fn, eval_fn = problem()
     common = {"eval_fn": eval_fn, "batch_size": 8, "progress": False}
