@@ -55,6 +55,7 @@ class Config:
     tau_fraction: float = 0.25
     batch_size: int = 64
     hidden: tuple[int, ...] = (64,)
+    checkpoint_dir: str | None = None  # None: no checkpoints
     out: str = "runs/adaptive_lr"
     overwrite: bool = False
     format: str = "png"  # of the figure
@@ -94,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="rate multipliers of the probe copies",
     )
     p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
+    p.add_checkpoint_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
@@ -158,7 +160,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     grid = log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)
     pop = make_population(product(tau=[float(steps), tau], learning_rate=grid), cfg.seeds)
-    result = search.run(pop, splits.train, splits.val, steps=steps, test=splits.test)
+    result = search.run(
+        pop,
+        splits.train,
+        splits.val,
+        steps=steps,
+        test=splits.test,
+        checkpoint_dir=cli.checkpoint_folder(cfg.checkpoint_dir, "fixed-and-decay"),
+    )
     constant = pop.hparams["tau"] >= steps
     score = np.where(result.diverged, np.inf, result.best_val_loss).mean(axis=0)  # (H,)
 
@@ -198,7 +207,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     probe_idx = np.sort(rng.choice(n_train, cfg.probe_size, replace=False))
     probe = jax.tree.map(lambda a: a[probe_idx], splits.train)
     adaptive_run = run_adaptive(
-        round_fn, states, splits.train, splits.val, probe, rounds=cfg.rounds
+        round_fn,
+        states,
+        splits.train,
+        splits.val,
+        probe,
+        rounds=cfg.rounds,
+        checkpoint_dir=cli.checkpoint_folder(cfg.checkpoint_dir, "adaptive"),
     )
     final, history = adaptive_run.state.train, adaptive_run.history
     test_eval = jax.vmap(eval_fn, in_axes=(0, None))(final.stop.best_params, splits.test)

@@ -61,6 +61,7 @@ class Config:
     patience: int = 2000  # in optimizer steps
     eval_every: int = 100
     variants: tuple[str, ...] = VARIANT_NAMES
+    checkpoint_dir: str | None = None  # None: no checkpoints
     out: str = "runs/autoencoders"
     overwrite: bool = False
     format: str = "png"  # of the figures
@@ -79,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--variants", default=",".join(d.variants), help=f"subset of {', '.join(VARIANT_NAMES)}"
     )
+    p.add_checkpoint_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_positive_ints(a, "seeds", "steps", "batch_size", "patience", "eval_every")
@@ -233,6 +235,7 @@ def _train_variant(
         early_stopping=early_stopping(cfg.patience),
         key=jax.random.fold_in(key, 1),
         progress=False,
+        checkpoint_dir=cli.checkpoint_folder(cfg.checkpoint_dir, f"{name}-seed{seed}"),
     )
     seconds = time.perf_counter() - start
     test = splits.test

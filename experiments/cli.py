@@ -122,6 +122,15 @@ class Parser(argparse.ArgumentParser):
         if batch_size > examples:
             self.error(f"--batch-size {batch_size} exceeds the {examples} {what}")
 
+    def add_checkpoint_argument(self) -> None:
+        """``--checkpoint-dir``: each run of the experiment saves its state there between chunks
+        (one sub-folder per run); the same command again resumes where it stopped."""
+        self.add_argument(
+            "--checkpoint-dir",
+            default=None,
+            help="save every run between chunks; the same command again resumes from there",
+        )
+
     def add_output_arguments(self, default_out: str) -> None:
         """``--out``, ``--overwrite`` and ``--format``, checked by `require_output`."""
         self.add_argument("--out", default=default_out, help="folder for the results and figures")
@@ -187,6 +196,12 @@ def run(main: Callable[[], Any]) -> None:
         sys.exit(130)
     # The files are written; a Ctrl-C while the interpreter shuts down still exits 130.
     signal.signal(signal.SIGINT, _exit_130_done)
+
+
+def checkpoint_folder(root: str | None, run: str) -> str | None:
+    """The checkpoint folder of one run of an experiment under ``--checkpoint-dir`` (None:
+    no checkpoints)."""
+    return None if root is None else os.path.join(root, run)
 
 
 def joined(values: tuple[float, ...]) -> str:

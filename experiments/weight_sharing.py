@@ -71,6 +71,7 @@ class Config:
     mlp_hidden: tuple[int, ...] = (64, 64)
     eval_every: int = 250
     devices: int | None = None  # None: every device (on a CPU host, one per core)
+    checkpoint_dir: str | None = None  # None: no checkpoints
     out: str = "runs/weight_sharing"
     overwrite: bool = False
     format: str = "png"  # of the figure
@@ -107,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=d.devices,
         help="devices to shard the members over (omitted: all; on a CPU host, one per core)",
     )
+    p.add_checkpoint_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_counts(a, "steps", "batch_size", "seeds", "num_lrs", "channels", minimum=1)
@@ -197,12 +199,22 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)), "per_seed": a.tolist()}
 
 
-def _run(search: Search, cfg: Config, shuffled: bool) -> tuple[dict[str, Any], np.ndarray | None]:
+def _run(
+    search: Search, cfg: Config, model: str, shuffled: bool
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """One variant's search: the chosen learning rate's accuracies over the seeds, the grid,
     and a CNN's first-layer kernels (K, 1, C) of the chosen rate, seed 0 (None for the MLP)."""
     splits = mnist1d(seed=0, shuffle_positions=shuffled)
     pop = population({"learning_rate": log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)}, cfg.seeds)
-    result = search.run(pop, splits.train, splits.val, steps=cfg.steps, test=splits.test)
+    name = f"{model}-{'shuffled' if shuffled else 'ordered'}"
+    result = search.run(
+        pop,
+        splits.train,
+        splits.val,
+        steps=cfg.steps,
+        test=splits.test,
+        checkpoint_dir=cli.checkpoint_folder(cfg.checkpoint_dir, name),
+    )
     rows = records(result)
     for r in rows:  # the monitored "loss" is the error rate
         r["best_val_error"] = r.pop("best_val_loss")
@@ -275,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         search, sizes[name] = _search(cfg, make_model(cfg, name))
         runs[name] = {}
         for variant in VARIANTS:
-            runs[name][variant], kernel = _run(search, cfg, variant == "shuffled")
+            runs[name][variant], kernel = _run(search, cfg, name, variant == "shuffled")
             if name == "cnn":
                 kernels[variant] = kernel
     wall = time.perf_counter() - start

@@ -10,32 +10,33 @@ from experiments import adaptive_lr
 
 def test_adaptive_lr_small(tmp_path):
     out = tmp_path / "run"
-    results = adaptive_lr.main(
-        [
-            "--num-lrs",
-            "2",
-            "--lr-min",
-            "0.03",
-            "--lr-max",
-            "0.3",
-            "--seeds",
-            "1",
-            "--rounds",
-            "2",
-            "--period",
-            "6",
-            "--probe-steps",
-            "2",
-            "--probe-size",
-            "64",
-            "--batch-size",
-            "32",
-            "--hidden",
-            "16",
-            "--out",
-            str(out),
-        ]
-    )
+    argv = [
+        "--num-lrs",
+        "2",
+        "--lr-min",
+        "0.03",
+        "--lr-max",
+        "0.3",
+        "--seeds",
+        "1",
+        "--rounds",
+        "2",
+        "--period",
+        "6",
+        "--probe-steps",
+        "2",
+        "--probe-size",
+        "64",
+        "--batch-size",
+        "32",
+        "--hidden",
+        "16",
+        "--out",
+        str(out),
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+    ]
+    results = adaptive_lr.main(argv)
     assert (out / "adaptive_lr.png").stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
     assert set(saved) == {"config", "fixed", "decay", "adaptive", "grid"}
@@ -50,6 +51,13 @@ def test_adaptive_lr_small(tmp_path):
     assert any(math.isclose(lrs[0][0], 0.01 * m, rel_tol=1e-5) for m in (0.5, 1.0, 2.0))
     assert len(saved["grid"]["learning_rate"]) == 4  # 2 rates x (constant, decay)
     assert results["fixed"]["learning_rate"] in (pytest.approx(0.03), pytest.approx(0.3))
+    # Again with the same checkpoints: every run resumes from its end, the same numbers.
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["adaptive", "fixed-and-decay"]
+    adaptive_lr.main([*argv, "--overwrite"])
+    resumed = json.loads((out / "results.json").read_text())
+    assert {k: v for k, v in resumed.items() if k != "config"} == {
+        k: v for k, v in saved.items() if k != "config"
+    }
 
 
 @pytest.mark.parametrize(
