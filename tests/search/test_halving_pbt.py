@@ -14,7 +14,7 @@ from .conftest import CHUNK
 def test_successive_halving_keeps_the_leader_without_recompiling(search, data):
     train, val, test = data
     pop = population({"learning_rate": [1e-3, 0.5]}, seeds=[0, 1])
-    search.run(pop, train, val, steps=3 * CHUNK)  # compiled once here
+    search.run(pop, train, val, steps=3 * CHUNK, test=test, progress=False)  # compiled here
     compiled = search.compilations
     out = successive_halving(search, pop, train, val, rung_steps=CHUNK, rungs=2, test=test)
     assert search.compilations == compiled + 1  # only the gather that copies members
