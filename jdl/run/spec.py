@@ -38,6 +38,9 @@ class RunSpec:
       loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``, or
       make_loss_fn: ``make_loss_fn(hp) -> loss_fn`` when the loss has hyper-parameters (a
         regularizer's weight); give exactly one of the two.
+      make_eval_fn: ``make_eval_fn(hp) -> eval_fn`` for the validation set during training, when
+        it depends on the member (the fold of a cross-validation, `jdl.search.kfold`); None:
+        ``eval_fn``. ``eval_fn`` still evaluates test data.
 
     Raises:
       TypeError / ValueError: a field of the wrong kind or range, at construction.
@@ -50,11 +53,12 @@ class RunSpec:
     early_stopping: EarlyStopping | None = None
     loss_fn: LossFn | None = None
     make_loss_fn: Callable[[HParams], LossFn] | None = None
+    make_eval_fn: Callable[[HParams], EvalFn] | None = None
 
     def __post_init__(self) -> None:
         if (self.loss_fn is None) == (self.make_loss_fn is None):
             raise TypeError("give exactly one of loss_fn and make_loss_fn")
-        for name in ("loss_fn", "make_loss_fn", "eval_fn", "optimizer"):
+        for name in ("loss_fn", "make_loss_fn", "eval_fn", "make_eval_fn", "optimizer"):
             f = getattr(self, name)
             if f is not None and not callable(f) and not _is_transformation(f):
                 raise TypeError(f"{name} must be callable, got {type(f).__name__}")
@@ -69,6 +73,10 @@ class RunSpec:
     def loss(self, hp: HParams) -> LossFn:
         """The loss function of hyper-parameters ``hp``."""
         return self.loss_fn if self.make_loss_fn is None else self.make_loss_fn(hp)
+
+    def evaluation(self, hp: HParams) -> EvalFn:
+        """The validation set's evaluation function of hyper-parameters ``hp``."""
+        return self.eval_fn if self.make_eval_fn is None else self.make_eval_fn(hp)
 
     def transformation(self, hp: HParams) -> optax.GradientTransformation:
         """The optimizer of hyper-parameters ``hp``."""
@@ -89,7 +97,7 @@ class RunSpec:
             self.transformation(hp),
             batch_size=self.batch_size,
             eval_every=self.eval_every,
-            eval_fn=self.eval_fn,
+            eval_fn=self.evaluation(hp),
             early_stopping=self.rule(),
             steps=steps,
         )
@@ -101,7 +109,9 @@ class RunSpec:
             if not isinstance(data, Dataset):
                 raise TypeError(f"{name} must be a jdl.data.Dataset, got {type(data).__name__}")
         check_data(train, val, self.batch_size)
-        check_functions(self.loss(hp), self.eval_fn, params, key, train, val, self.batch_size)
+        check_functions(
+            self.loss(hp), self.evaluation(hp), params, key, train, val, self.batch_size
+        )
 
 
 def _is_transformation(f: object) -> bool:

@@ -5,7 +5,8 @@ over devices (`member_mesh`, `initialize_distributed`), reports (`jdl.search.rep
 tables, CSV/JSON, figures), and the schedulers on the run driver (`jdl.run.drive`): successive
 halving (`Halving`) and population-based training (`PBT`) in fixed-shape populations, and the
 adaptive learning-rate re-estimation (`make_adaptive`, `run_adaptive`); the learning-rate
-range test over seeds (`lr_range_test`).
+range test over seeds (`lr_range_test`); k-fold cross-validation as one more axis of a
+population (`kfold`, `fold_summary`).
 """
 
 from jdl.search.adaptive import (
@@ -15,6 +16,7 @@ from jdl.search.adaptive import (
     make_adaptive,
     run_adaptive,
 )
+from jdl.search.folds import Folds, fold_summary, kfold
 from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import Halving, HalvingResult, rank_scores, successive_halving
 from jdl.search.lr_range import RangeTestResult, exponential_rate, lr_range_test, suggest
@@ -28,6 +30,7 @@ __all__ = [
     "AdaptiveHistory",
     "AdaptiveResult",
     "AdaptiveState",
+    "Folds",
     "HParams",
     "Halving",
     "HalvingResult",
@@ -39,7 +42,9 @@ __all__ = [
     "SearchResult",
     "SearchState",
     "exponential_rate",
+    "fold_summary",
     "initialize_distributed",
+    "kfold",
     "log_grid",
     "lr_range_test",
     "make_adaptive",

@@ -74,6 +74,9 @@ class Search(Members):
         (a regularizer's weight); give exactly one of the two.
       eval_fn: ``eval_fn(params, data) -> dict`` of scalars with ``"loss"`` (monitored by early
         stopping) and, for the reports, ``"accuracy"``.
+      make_eval_fn: ``make_eval_fn(hparams) -> eval_fn`` for the validation set when it depends
+        on the member (a cross-validation's fold, `jdl.search.kfold`); ``eval_fn`` then
+        evaluates the test set.
       batch_size: mini-batch size.
       eval_every: steps between two evaluations (one compiled chunk).
       early_stopping: the rule of every member (`jdl.train.early_stopping`); None keeps the
@@ -102,6 +105,7 @@ class Search(Members):
         loss_fn: LossFn | None = None,
         make_loss_fn: Callable[[HParams], LossFn] | None = None,
         eval_fn: EvalFn,
+        make_eval_fn: Callable[[HParams], EvalFn] | None = None,
         batch_size: int,
         eval_every: int,
         early_stopping: EarlyStopping | None = None,
@@ -118,6 +122,7 @@ class Search(Members):
             early_stopping,
             loss_fn=loss_fn,
             make_loss_fn=make_loss_fn,
+            make_eval_fn=make_eval_fn,
         )
         super().__init__(init_fn, spec, devices)
 
