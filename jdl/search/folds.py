@@ -153,7 +153,8 @@ def fold_summary(
 
     Args:
       result: a search over a population that has the hyper-parameter ``name``.
-      metric: ``best_val_loss`` or a key of ``result.best`` (``val_accuracy``, ...).
+      metric: ``best_val_loss``; ``final_<k>`` for ``result.final[k]`` (``final_val_loss``:
+        the last evaluation); or a key of ``result.best`` (``val_accuracy``, ...).
       name: the fold's hyper-parameter.
 
     Returns:
@@ -166,7 +167,17 @@ def fold_summary(
     hp = result.population.hparams
     if name not in hp:
         raise ValueError(f"the population has no hyper-parameter {name!r}: {sorted(hp)}")
-    values = result.best_val_loss if metric == "best_val_loss" else result.best[metric]
+    if metric == "best_val_loss":
+        values = result.best_val_loss
+    elif metric.startswith("final_") and metric[6:] in result.final:
+        values = result.final[metric[6:]]
+    elif metric in result.best:
+        values = result.best[metric]
+    else:
+        raise ValueError(
+            f"unknown metric {metric!r}: best_val_loss, final_<k> for k in "
+            f"{sorted(result.final)}, or one of {sorted(result.best)}"
+        )
     others = [k for k in hp if k != name]
     groups: dict[tuple, list[int]] = {}
     for h in range(result.population.num_configs):
