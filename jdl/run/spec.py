@@ -33,8 +33,10 @@ class RunSpec:
         value.
       batch_size: the mini-batch size B.
       eval_every: the steps between two evaluations (one compiled chunk).
-      early_stopping: the rule (`jdl.train.early_stopping`); None keeps the best parameters
-        and stops only on a non-finite loss.
+      early_stopping: the rule (`jdl.train.early_stopping`), or ``early_stopping(hp) -> rule``
+        when its patience, patience increase or thresholds are hyper-parameters of a member
+        (called with traced values); None keeps the best parameters and stops only on a
+        non-finite loss.
       loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``, or
       make_loss_fn: ``make_loss_fn(hp) -> loss_fn`` when the loss has hyper-parameters (a
         regularizer's weight); give exactly one of the two.
@@ -50,7 +52,7 @@ class RunSpec:
     eval_fn: EvalFn
     batch_size: int
     eval_every: int
-    early_stopping: EarlyStopping | None = None
+    early_stopping: EarlyStopping | Callable[[HParams], EarlyStopping] | None = None
     loss_fn: LossFn | None = None
     make_loss_fn: Callable[[HParams], LossFn] | None = None
     make_eval_fn: Callable[[HParams], EvalFn] | None = None
@@ -64,10 +66,11 @@ class RunSpec:
                 raise TypeError(f"{name} must be callable, got {type(f).__name__}")
         check_count("batch_size", self.batch_size)
         check_count("eval_every", self.eval_every)
-        if self.early_stopping is not None and not isinstance(self.early_stopping, EarlyStopping):
+        es = self.early_stopping
+        if es is not None and not isinstance(es, EarlyStopping) and not callable(es):
             raise TypeError(
-                "early_stopping must be built by jdl.train.early_stopping, got "
-                f"{type(self.early_stopping).__name__}"
+                "early_stopping must be built by jdl.train.early_stopping (or be a function of "
+                f"the hyper-parameters returning one), got {type(es).__name__}"
             )
 
     def loss(self, hp: HParams) -> LossFn:
@@ -84,10 +87,22 @@ class RunSpec:
             return self.optimizer
         return self.optimizer(hp)
 
-    def rule(self) -> EarlyStopping:
-        """The early-stopping rule; without one, a rule that keeps the best parameters and
-        stops only on a non-finite loss (its patience, 2**30 steps, outlasts any run)."""
-        return early_stopping(2**30) if self.early_stopping is None else self.early_stopping
+    def rule(self, hp: HParams | None = None) -> EarlyStopping:
+        """The early-stopping rule of hyper-parameters ``hp``; without one, a rule that keeps
+        the best parameters and stops only on a non-finite loss (its patience, 2**30 steps,
+        outlasts any run)."""
+        es = self.early_stopping
+        if es is None:
+            return early_stopping(2**30)
+        if isinstance(es, EarlyStopping):
+            return es
+        rule = es({} if hp is None else hp)
+        if not isinstance(rule, EarlyStopping):
+            raise TypeError(
+                "early_stopping(hp) must return a rule built by jdl.train.early_stopping, got "
+                f"{type(rule).__name__}"
+            )
+        return rule
 
     def chunk(self, hp: HParams, steps: int | None) -> ChunkFn:
         """`jdl.train.make_chunk` of hyper-parameters ``hp``; steps at t >= ``steps`` are
@@ -98,7 +113,7 @@ class RunSpec:
             batch_size=self.batch_size,
             eval_every=self.eval_every,
             eval_fn=self.evaluation(hp),
-            early_stopping=self.rule(),
+            early_stopping=self.rule(hp),
             steps=steps,
         )
 

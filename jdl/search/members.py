@@ -94,6 +94,7 @@ class Members:
                 ("optimizer", self.spec.transformation),
                 ("make_loss_fn", self.spec.loss),
                 ("make_eval_fn", self.spec.evaluation),
+                ("early_stopping", self.spec.rule),
             ):
                 try:
                     factory(dict(config))

@@ -79,8 +79,11 @@ class Search(Members):
         evaluates the test set.
       batch_size: mini-batch size.
       eval_every: steps between two evaluations (one compiled chunk).
-      early_stopping: the rule of every member (`jdl.train.early_stopping`); None keeps the
-        best parameters and stops a member only on a non-finite loss.
+      early_stopping: the rule of every member (`jdl.train.early_stopping`), or
+        ``early_stopping(hparams) -> rule`` when its patience (or patience increase, min_delta,
+        thresholds) varies over the population, e.g.
+        ``lambda hp: early_stopping(hp["patience"], patience_increase=hp["increase"])``; None
+        keeps the best parameters and stops a member only on a non-finite loss.
       devices: None (all devices), a count, or a list of devices.
 
     Example::
@@ -108,7 +111,7 @@ class Search(Members):
         make_eval_fn: Callable[[HParams], EvalFn] | None = None,
         batch_size: int,
         eval_every: int,
-        early_stopping: EarlyStopping | None = None,
+        early_stopping: EarlyStopping | Callable[[HParams], EarlyStopping] | None = None,
         devices: int | Sequence[jax.Device] | None = None,
     ):
         for name, f in (("init_fn", init_fn), ("optimizer", optimizer)):
