@@ -2,7 +2,7 @@
 
     python -m experiments.capacity [--train-size 200] [--steps 1500] [--batch-size 50]
         [--learning-rate 1e-2] [--eval-every 50] [--seeds 5] [--widths 2,8,32,128,512]
-        [--data-seed 0] [--out DIR]
+        [--data-seed 0] [--folds K] [--out DIR]
 
 MLPs 64-w-10 of increasing width w trained with Adam for ``--steps`` on a stratified subset of
 ``--train-size`` digits, each width with ``--seeds`` seeds in one vmapped `jdl.search.Search`
@@ -10,6 +10,12 @@ MLPs 64-w-10 of increasing width w trained with Adam for ``--steps`` on a strati
 validation loss of the final parameters against w give the course's underfitting / good fit /
 overfitting picture (``capacity.png``, left), and the validation curves over training show the
 overfitting in time (right).
+
+With ``--folds K`` the widths are also chosen by stratified K-fold cross-validation on the
+training subset, where the validation split is small: every width x seed x fold in one program
+per width (`jdl.search.kfold`), each width's validation loss reported as its mean +- std over the
+folds, and the width chosen on the fold mean (``cross_validation`` in the results, error bars
+on the figure).
 
 Writes into ``--out``: ``capacity.png`` and ``results.json`` with ``config``, ``capacity`` (per
 width: parameters, final training / validation loss, best validation loss and step, validation
@@ -39,8 +45,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
     p = Parser(prog=PROG, doc=__doc__)
     add_arguments(p, Config())
+    p.add_argument("--folds", type=int, default=0, help="K-fold cross-validation (0: off)")
     args = p.parse_args(argv)
     check_arguments(p, args)
+    if args.folds == 1 or not 0 <= args.folds <= args.train_size // 2:
+        p.error(f"--folds must be 0 (off) or in [2, --train-size / 2], got {args.folds}")
     return Config(**vars(args))
 
 
@@ -59,7 +68,7 @@ import jdl.optim
 from experiments import output
 from jdl.data import Dataset, digits, stratified_subset
 from jdl.models import MLP, functional
-from jdl.search import Search, SearchResult, population
+from jdl.search import Search, SearchResult, fold_summary, kfold, population, product
 from jdl.train import classification, early_stopping
 
 Splits = tuple[Dataset, Dataset, Dataset]  # the training subset, validation and test sets
@@ -167,6 +176,33 @@ def study(cfg: Config, splits: Splits) -> dict[str, Any]:
     }
 
 
+def cross_validation(cfg: Config, splits: Splits) -> dict[str, Any]:
+    """Per width: the final validation loss of K-fold cross-validation on the training subset,
+    mean and standard deviation over the folds (seeds averaged within a fold); every seed x
+    fold of a width in one program; the width chosen on the fold mean."""
+    folds = kfold(splits[0], cfg.folds, seed=cfg.data_seed)
+    rows = []
+    for width in cfg.widths:
+        apply_fn, init_fn, _ = mlp(width)
+        loss_fn, eval_fn = classification(apply_fn)
+        search = Search(
+            init_fn,
+            lambda hp: jdl.optim.adam(cfg.learning_rate),
+            make_loss_fn=folds.loss(loss_fn),
+            eval_fn=eval_fn,
+            make_eval_fn=folds.evaluation(eval_fn),
+            batch_size=min(cfg.batch_size, folds.train_index.shape[1]),
+            eval_every=cfg.eval_every,
+            early_stopping=early_stopping(cfg.steps + cfg.eval_every),
+        )
+        pop = population(product(width=[width], fold=range(cfg.folds)), seeds=cfg.seeds)
+        result = search.run(pop, folds.train, folds.val, steps=cfg.steps, progress=False)
+        (row,) = fold_summary(result, "final_val_loss", name="fold")
+        rows.append({"width": width, **{k: row[k] for k in row if k != "width"}})
+    best = min(rows, key=lambda r: r["final_val_loss_mean"])
+    return {"folds": cfg.folds, "rows": rows, "best_width": best["width"]}
+
+
 def plot(capacity: dict[str, Any], path: Path) -> None:
     """Final training and validation loss against the width, and the validation curves."""
     rows = capacity["rows"]
@@ -177,6 +213,16 @@ def plot(capacity: dict[str, Any], path: Path) -> None:
         std = np.array([r[key]["std"] for r in rows])
         ax.plot(widths, mean, "o-", label=f"{label} loss (final)")
         ax.fill_between(widths, mean - std, mean + std, alpha=0.2)
+    cv = capacity.get("cross_validation")
+    if cv is not None:
+        ax.errorbar(
+            [r["width"] for r in cv["rows"]],
+            [r["final_val_loss_mean"] for r in cv["rows"]],
+            yerr=[r["final_val_loss_std"] for r in cv["rows"]],
+            fmt="s--",
+            capsize=3,
+            label=f"{cv['folds']}-fold cross-validation (mean +- std over folds)",
+        )
     best = capacity["best_width"]
     ax.axvline(best, color="gray", ls="--", lw=1)
     ax.text(0.02, 0.6, "underfitting", transform=ax.transAxes, ha="left")
@@ -206,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     splits = load(cfg, PROG)
     capacity = study(cfg, splits)
+    if cfg.folds:
+        capacity["cross_validation"] = cross_validation(cfg, splits)
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(splits[0].x.shape[0]),
@@ -224,6 +272,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['val_loss']['mean']:>10.4f}{r['val_accuracy']['mean']:>14.4f}"
         )
     print(f"best width (final validation loss): {capacity['best_width']}")
+    cv = capacity.get("cross_validation")
+    if cv is not None:
+        print(f"{cfg.folds}-fold cross-validation, final validation loss (mean +- std over folds):")
+        for r in cv["rows"]:
+            mean, std = r["final_val_loss_mean"], r["final_val_loss_std"]
+            print(f"{r['width']:>6}{mean:>10.4f} +- {std:.4f}")
+        print(f"best width (cross-validation, fold mean): {cv['best_width']}")
     print(f"wrote {out}/capacity.{cfg.format}, results.json")
     return results
 

@@ -24,6 +24,7 @@ class Config:
     seeds: int = 5
     widths: tuple[int, ...] = (2, 8, 32, 128, 512)
     data_seed: int = 0
+    folds: int = 0  # experiments.capacity only: k-fold cross-validation on the subset (0: off)
     out: str = "runs/capacity"
     overwrite: bool = False
     format: str = "png"  # of the figures

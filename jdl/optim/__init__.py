@@ -49,6 +49,7 @@ from jdl.optim.momentum_family import (
     scale_by_qhm,
 )
 from jdl.optim.schedules import time_constant_decay
+from jdl.optim.switch import SwitchState, switch
 
 __all__ = [
     "OPTIMIZERS",
@@ -61,6 +62,7 @@ __all__ = [
     "MomentumState",
     "NadamState",
     "QHMState",
+    "SwitchState",
     "adadelta",
     "adagrad",
     "adam",
@@ -84,5 +86,6 @@ __all__ = [
     "scale_by_qhadam",
     "scale_by_qhm",
     "sgd",
+    "switch",
     "time_constant_decay",
 ]

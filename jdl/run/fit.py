@@ -159,6 +159,11 @@ def fit(
         raise TypeError(
             f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
         )
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(
+            "early_stopping must be built by jdl.train.early_stopping, got "
+            f"{type(early_stopping).__name__}"
+        )
     spec = RunSpec(
         optimizer,
         eval_fn,

@@ -4,7 +4,9 @@ Grids of hyper-parameters crossed with seeds (`population`, `Search`), the popul
 over devices (`member_mesh`, `initialize_distributed`), reports (`jdl.search.report`:
 tables, CSV/JSON, figures), and the schedulers on the run driver (`jdl.run.drive`): successive
 halving (`Halving`) and population-based training (`PBT`) in fixed-shape populations, and the
-adaptive learning-rate re-estimation (`make_adaptive`, `run_adaptive`).
+adaptive learning-rate re-estimation (`make_adaptive`, `run_adaptive`); the learning-rate
+range test over seeds (`lr_range_test`); k-fold cross-validation as one more axis of a
+population (`kfold`, `fold_summary`).
 """
 
 from jdl.search.adaptive import (
@@ -14,8 +16,10 @@ from jdl.search.adaptive import (
     make_adaptive,
     run_adaptive,
 )
+from jdl.search.folds import Folds, fold_summary, kfold
 from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import Halving, HalvingResult, rank_scores, successive_halving
+from jdl.search.lr_range import RangeTestResult, exponential_rate, lr_range_test, suggest
 from jdl.search.pbt import PBT, PBTResult, population_based_training
 from jdl.search.results import Member, SearchResult
 from jdl.search.search import Search, SearchState
@@ -26,17 +30,23 @@ __all__ = [
     "AdaptiveHistory",
     "AdaptiveResult",
     "AdaptiveState",
+    "Folds",
     "HParams",
     "Halving",
     "HalvingResult",
     "Member",
     "PBTResult",
     "Population",
+    "RangeTestResult",
     "Search",
     "SearchResult",
     "SearchState",
+    "exponential_rate",
+    "fold_summary",
     "initialize_distributed",
+    "kfold",
     "log_grid",
+    "lr_range_test",
     "make_adaptive",
     "member_mesh",
     "population",
@@ -45,6 +55,7 @@ __all__ = [
     "rank_scores",
     "run_adaptive",
     "successive_halving",
+    "suggest",
     "use_cpu_cores",
     "zipped",
 ]

@@ -93,6 +93,8 @@ class Members:
             for what, factory in (
                 ("optimizer", self.spec.transformation),
                 ("make_loss_fn", self.spec.loss),
+                ("make_eval_fn", self.spec.evaluation),
+                ("early_stopping", self.spec.rule),
             ):
                 try:
                     factory(dict(config))
@@ -166,7 +168,10 @@ class Members:
             self._state_shapes[shapes_key] = jax.eval_shape(self._programs.init, hp, params, seeds)
         shapes = self._state_shapes[shapes_key]
         # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
-        evaluation = jax.eval_shape(self.spec.eval_fn, self._param_shapes, val)
+        one = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in pop.hparams}
+        evaluation = jax.eval_shape(
+            lambda h, p, v: self.spec.evaluation(h)(p, v), one, self._param_shapes, val
+        )
         check_evaluation(evaluation)
         dtypes = {"train_loss": jnp.dtype(jnp.float32)}
         dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})

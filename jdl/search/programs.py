@@ -49,7 +49,7 @@ class PopulationPrograms(NamedTuple):
     spec: RunSpec
 
     def _member_init(self, hp: HParams, params: Params, key: jax.Array) -> TrainState:
-        return init_state(params, self.spec.transformation(hp), self.spec.rule(), key)
+        return init_state(params, self.spec.transformation(hp), self.spec.rule(hp), key)
 
     def init(self, hp: HParams, params: Params, seeds: jax.Array) -> TrainState:
         """Every member at step 0: its seed's parameters (leaves (S, ...)) and run key

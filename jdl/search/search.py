@@ -76,10 +76,16 @@ class Search(Members):
         (a regularizer's weight); give exactly one of the two.
       eval_fn: ``eval_fn(params, data) -> dict`` of scalars with ``"loss"`` (monitored by early
         stopping) and, for the reports, ``"accuracy"``.
+      make_eval_fn: ``make_eval_fn(hparams) -> eval_fn`` for the validation set when it depends
+        on the member (a cross-validation's fold, `jdl.search.kfold`); ``eval_fn`` then
+        evaluates the test set.
       batch_size: mini-batch size.
       eval_every: steps between two evaluations (one compiled chunk).
-      early_stopping: the rule of every member (`jdl.train.early_stopping`); None keeps the
-        best parameters and stops a member only on a non-finite loss.
+      early_stopping: the rule of every member (`jdl.train.early_stopping`), or
+        ``early_stopping(hparams) -> rule`` when its patience (or patience increase, min_delta,
+        thresholds) varies over the population, e.g.
+        ``lambda hp: early_stopping(hp["patience"], patience_increase=hp["increase"])``; None
+        keeps the best parameters and stops a member only on a non-finite loss.
       devices: None (all devices), a count, or a list of devices.
 
     Example::
@@ -104,9 +110,10 @@ class Search(Members):
         loss_fn: LossFn | None = None,
         make_loss_fn: Callable[[HParams], LossFn] | None = None,
         eval_fn: EvalFn,
+        make_eval_fn: Callable[[HParams], EvalFn] | None = None,
         batch_size: int,
         eval_every: int,
-        early_stopping: EarlyStopping | None = None,
+        early_stopping: EarlyStopping | Callable[[HParams], EarlyStopping] | None = None,
         devices: int | Sequence[jax.Device] | None = None,
     ):
         for name, f in (("init_fn", init_fn), ("optimizer", optimizer)):
@@ -120,6 +127,7 @@ class Search(Members):
             early_stopping,
             loss_fn=loss_fn,
             make_loss_fn=make_loss_fn,
+            make_eval_fn=make_eval_fn,
         )
         super().__init__(init_fn, spec, devices)
 

@@ -3,7 +3,7 @@
 The state is a pytree of arrays, and ``update`` uses ``jnp.where`` only, so it runs under
 ``jax.jit`` and ``jax.vmap``: a population of runs stops member by member, and every numeric
 hyper-parameter (``patience``, ``min_delta``, ``patience_increase``, ``baseline``,
-``start_step``, ``divergence_threshold``) may be a traced array.
+``start_step``, ``divergence_threshold``, ``divergence_factor``) may be a traced array.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def early_stopping(
     start_step: ArrayLike = 0,
     stop_on_nonfinite: bool = True,
     divergence_threshold: ArrayLike | None = None,
+    divergence_factor: ArrayLike | None = None,
 ) -> EarlyStopping:
     r"""Early stopping with a deadline: Keras's patience or Bengio's multiplicative increase.
 
@@ -97,7 +98,9 @@ def early_stopping(
     :math:`\delta`. Initially :math:`T = t_0 + p` with :math:`t_0` = ``start_step``. Training
     stops at the first update with :math:`t \ge T`, immediately on a non-finite metric (when
     ``stop_on_nonfinite``), and immediately when the metric is worse than
-    ``divergence_threshold``; the last two also set ``diverged``. Once stopped, the state no
+    ``divergence_threshold`` or, with a divergence factor :math:`k`, than :math:`k m^*` (a
+    loss grown k times over its best, as the learning-rate range test stops); the last ones
+    also set ``diverged``. Once stopped, the state no
     longer changes. Updates with :math:`t < t_0` are ignored, except that a non-finite or
     diverging metric still stops (a run that blew up never recovers).
 
@@ -134,6 +137,8 @@ def early_stopping(
       start_step: :math:`t_0 \ge 0`; earlier updates are ignored.
       stop_on_nonfinite: stop (and flag ``diverged``) on a NaN or infinite metric.
       divergence_threshold: stop (and flag ``diverged``) when the metric is worse than it.
+      divergence_factor: :math:`k > 1`; stop (and flag ``diverged``) when the metric exceeds
+        :math:`k m^*`, k times the best so far ("min" mode only: for a positive loss).
 
     Returns:
       An :class:`EarlyStopping` ``(init, update)`` pair; ``update(state, metric, step,
@@ -167,6 +172,10 @@ def early_stopping(
     ):
         if value is not None:
             check_interval(name, value, low, low_open=name == "patience_increase")
+    if divergence_factor is not None:
+        check_interval("divergence_factor", divergence_factor, 1.0, low_open=True)
+        if mode != "min":
+            raise ValueError('divergence_factor needs mode="min" (a positive loss)')
     # Work in "min" form internally: a "max" metric m is compared as -m.
     sign = 1.0 if mode == "min" else -1.0
 
@@ -213,6 +222,9 @@ def early_stopping(
             diverged = diverged | ~jnp.isfinite(metric)
         if divergence_threshold is not None:
             diverged = diverged | (m > sign * jnp.asarray(divergence_threshold, jnp.float32))
+        if divergence_factor is not None:
+            limit = jnp.asarray(divergence_factor, jnp.float32) * state.best_metric
+            diverged = diverged | (jnp.isfinite(limit) & (metric > limit))
         diverged = diverged & ~state.should_stop
         should_stop = state.should_stop | diverged | (active & (step >= deadline))
         return EarlyStoppingState(

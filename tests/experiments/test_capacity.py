@@ -41,3 +41,22 @@ def test_writes_figure_and_results_and_rejects_bad_flags(tmp_path, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "error" in err
+
+
+def test_folds_add_cross_validation_mean_and_std_over_folds(tmp_path, capsys):
+    argv = ["--train-size", "40", "--steps", "20", "--eval-every", "10", "--batch-size", "10"]
+    argv += ["--seeds", "2", "--widths", "4,8", "--folds", "2", "--out", str(tmp_path)]
+    results = main(argv)
+    cv = results["capacity"]["cross_validation"]
+    assert cv["folds"] == 2 and [r["width"] for r in cv["rows"]] == [4, 8]
+    for r in cv["rows"]:
+        assert r["folds"] == 2 and len(r["final_val_loss_per_fold"]) == 2
+        per_fold = r["final_val_loss_per_fold"]
+        assert r["final_val_loss_mean"] == pytest.approx(sum(per_fold) / 2)
+        assert r["final_val_loss_std"] == pytest.approx(abs(per_fold[0] - per_fold[1]) / 2**0.5)
+    means = {r["width"]: r["final_val_loss_mean"] for r in cv["rows"]}
+    assert cv["best_width"] == min(means, key=means.get)
+    assert "best width (cross-validation, fold mean)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--folds", "1", "--out", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2 and "--folds must be 0" in capsys.readouterr().err

@@ -256,3 +256,24 @@ def test_stopped_state_never_changes_and_jit_matches_eager():
 def test_bad_hyperparameters_raise_at_construction(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         early_stopping(**kwargs)
+
+
+def test_divergence_factor_stops_at_k_times_the_best_per_member():
+    """Loss > k x its minimum so far stops and flags the member (k traced per member); the
+    best is the minimum before the blow-up; below k x the minimum it trains on."""
+    seqs = [
+        [1.0, 0.5, 0.4, 1.7, 0.1],  # 1.7 > 4 x 0.4 = 1.6: stops at step 3
+        [1.0, 0.5, 0.4, 1.5, 0.1],  # 1.5 <= 1.6: not divergence, 0.1 at step 4 is the best
+        [1.0, 0.5, 0.4, 1.5, 0.1],  # k = 3: 1.5 > 1.2, stops at step 3
+    ]
+    k = np.array([4.0, 4.0, 3.0], np.float32)
+    first, best, metric, at, div = run_members(seqs, patience=10, divergence_factor=k)
+    np.testing.assert_array_equal(first, [3, -1, 3])
+    np.testing.assert_array_equal(best, [2, 4, 2])
+    np.testing.assert_allclose(metric, [0.4, 0.1, 0.4])
+    np.testing.assert_array_equal(at, [2.0, 4.0, 2.0])  # the parameters of the best step
+    np.testing.assert_array_equal(div, [True, False, True])
+    with pytest.raises(ValueError, match="divergence_factor"):
+        early_stopping(3, divergence_factor=1.0)
+    with pytest.raises(ValueError, match='mode="min"'):
+        early_stopping(3, mode="max", divergence_factor=2.0)
