@@ -2,9 +2,11 @@
 
 Grids of hyper-parameters crossed with seeds (`population`, `Search`), the population axis
 over devices (`member_mesh`, `initialize_distributed`), reports (`jdl.search.report`:
-tables, CSV/JSON, figures), and the schedulers on the run driver (`jdl.run.drive`): successive
-halving (`Halving`) and population-based training (`PBT`) in fixed-shape populations, and the
-adaptive learning-rate re-estimation (`make_adaptive`, `run_adaptive`).
+tables, CSV/JSON, figures), random search over a declared space (`Sampler`, `random_search`),
+and the schedulers on the run driver (`jdl.run.drive`): successive halving (`Halving`),
+asynchronous successive halving with refills (`ASHA`) and population-based training (`PBT`) in
+fixed-shape populations, and the adaptive learning-rate re-estimation (`make_adaptive`,
+`run_adaptive`).
 """
 
 from jdl.search.adaptive import (
@@ -14,37 +16,57 @@ from jdl.search.adaptive import (
     make_adaptive,
     run_adaptive,
 )
+from jdl.search.asha import ASHA, ASHAResult, asha
 from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import Halving, HalvingResult, rank_scores, successive_halving
 from jdl.search.pbt import PBT, PBTResult, population_based_training
 from jdl.search.results import Member, SearchResult
+from jdl.search.samplers import (
+    Distribution,
+    Sampler,
+    categorical,
+    integer,
+    log_uniform,
+    random_search,
+    uniform,
+)
 from jdl.search.search import Search, SearchState
 from jdl.search.sharding import initialize_distributed, member_mesh, use_cpu_cores
 
 __all__ = [
+    "ASHA",
     "PBT",
+    "ASHAResult",
     "AdaptiveHistory",
     "AdaptiveResult",
     "AdaptiveState",
+    "Distribution",
     "HParams",
     "Halving",
     "HalvingResult",
     "Member",
     "PBTResult",
     "Population",
+    "Sampler",
     "Search",
     "SearchResult",
     "SearchState",
+    "asha",
+    "categorical",
     "initialize_distributed",
+    "integer",
     "log_grid",
+    "log_uniform",
     "make_adaptive",
     "member_mesh",
     "population",
     "population_based_training",
     "product",
+    "random_search",
     "rank_scores",
     "run_adaptive",
     "successive_halving",
+    "uniform",
     "use_cpu_cores",
     "zipped",
 ]

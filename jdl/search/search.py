@@ -184,6 +184,8 @@ class Search(Members):
         num_chunks = -(-steps // self.eval_every)
         last_steps = None if steps % self.eval_every == 0 else steps
         num_configs = pop.num_configs
+        # A scheduler that restarts members (ASHA) runs each at its own step count.
+        own = bool(getattr(scheduler, "own_steps", False))
         part = num_configs if members_per_chunk is None else members_per_chunk
         part = padded_size(min(part, num_configs), self.num_devices)
         slices = range(0, num_configs, part)
@@ -198,10 +200,10 @@ class Search(Members):
                     folder = os.path.join(checkpoint_dir, f"slice-{lo}") if many else checkpoint_dir
                 kept = min(part, num_configs - lo)
                 try:
-                    state = self.init(sub, train, val, size=part, ahead=(last_steps,))
-                    run = PopulationRun(self, train, val, last_steps, kept, best)
+                    state = self.init(sub, train, val, size=part, ahead=(last_steps, own))
+                    run = PopulationRun(self, train, val, last_steps, kept, best, own)
                     checkpoints = self._checkpoints(
-                        folder, sub, state, train, val, steps, scheduler
+                        folder, sub, state, train, val, steps, scheduler, own
                     )
                     if bar is None:  # after a checkpoint's checks: their errors come first
                         total = len(slices) * steps
@@ -255,13 +257,14 @@ class Search(Members):
         val: Dataset,
         steps: int,
         scheduler: Scheduler | None,
+        own_steps: bool = False,
     ) -> contextlib.AbstractContextManager[Checkpoints | None]:
         """The checkpoints of one slice's run, with the fingerprint of its configuration."""
         if folder is None:
             return contextlib.nullcontext()
         place = self.place(train, val)
         print_ = fingerprint(
-            program=self.lowered_advance(state, *place, steps),
+            program=self.lowered_advance(state, *place, steps, own_steps),
             hparams=[pop.hparams[k] for k in sorted(pop.hparams)],
             names=sorted(pop.hparams),
             seeds=pop.seeds,
