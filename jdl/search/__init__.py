@@ -20,7 +20,7 @@ from jdl.search.asha import ASHA, ASHAResult, asha
 from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import Halving, HalvingResult, rank_scores, successive_halving
 from jdl.search.pbt import PBT, PBTResult, population_based_training
-from jdl.search.results import Member, SearchResult
+from jdl.search.results import BudgetCurve, Member, SearchResult, budget_curve
 from jdl.search.samplers import (
     Distribution,
     Sampler,
@@ -40,6 +40,7 @@ __all__ = [
     "AdaptiveHistory",
     "AdaptiveResult",
     "AdaptiveState",
+    "BudgetCurve",
     "Distribution",
     "HParams",
     "Halving",
@@ -52,6 +53,7 @@ __all__ = [
     "SearchResult",
     "SearchState",
     "asha",
+    "budget_curve",
     "categorical",
     "initialize_distributed",
     "integer",
