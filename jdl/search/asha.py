@@ -246,8 +246,12 @@ class ASHA:
     def result(self, result: SearchResult) -> ASHAResult:
         scores = [_score(t["score"]) for t in self._trials]
         best = self._trials[int(np.argmin(scores))] if scores else {}
+        # The steps of the trials that left their slots count too.
+        timing = dict(result.timing, member_steps=float(self._member_steps))
+        run_s = timing["run_s"]
+        timing["member_steps_per_s"] = self._member_steps / run_s if run_s > 0 else math.nan
         return ASHAResult(
-            result=result,
+            result=result._replace(timing=timing),
             trials=[dict(t) for t in self._trials],
             slot_trials=np.asarray(self._slots, np.int64),
             rung_scores=[[_score(s) for s in r] for r in self._rung_scores],
