@@ -158,8 +158,9 @@ class Search(Members):
             population, model, optimizer, data or budget) is refused with a ValueError.
           checkpoint_every: chunks between two checkpoints.
           scheduler: a rule that rewrites the population between chunks (`jdl.run.Scheduler`;
-            successive halving and population-based training are built on it), not with
-            ``members_per_chunk``.
+            successive halving, ASHA and population-based training are built on it), not with
+            ``members_per_chunk``. One whose ``own_steps`` attribute is true (ASHA, which
+            restarts members) has each member run at its own step count.
 
         Returns:
           A `SearchResult`, padding dropped.
