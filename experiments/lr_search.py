@@ -3,7 +3,8 @@
     python -m experiments.lr_search [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0]
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
         [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
-        [--export-best DIR] [--tensorboard DIR]
+        [--export-best DIR] [--tensorboard DIR] [--scheduler {grid,random,halving,asha,pbt}]
+        [--budget MEMBER_STEPS]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
 
 Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
@@ -16,6 +17,11 @@ the learning rates whose mean best validation loss is within ``GOOD`` (25%) of t
 ``--standardize`` standardizes the inputs with the training split's statistics
 (`jdl.data.standardize`), the setting of the course's advice for SGD: a learning rate between
 1e-6 and 1, often 0.001 (``--optimizer sgd --standardize --lr-min 1e-6 --lr-max 10``).
+
+``--scheduler`` uses the ``num_lrs`` slots as a grid (the default), random draws, successive
+halving, ASHA or PBT (`experiments.lr_search_schedulers`) for ``num_lrs x seeds x steps``
+member-steps, or ``--budget`` (then ``steps = budget / (num_lrs x seeds)``); a member's row
+gives the rate its slot holds at the end, and results.json adds ``"scheduler"``: the lineage.
 
 Ctrl-C stops the search after the chunk in flight: the four files then hold the members as
 far as they got, results.json says ``"interrupted": true``, and the program exits with status
@@ -61,6 +67,26 @@ MEMBER_KEYS = (
 )
 
 
+SCHEDULERS = ("grid", "random", "halving", "asha", "pbt")
+NEEDS_TWO = ("halving", "asha", "pbt")  # they compare slots
+
+
+def check_scheduler(kind: str, num_lrs: int, steps: int, every: int) -> str | None:
+    """What is wrong with this combination of flags, in one line, or None."""
+    rungs = max(1, math.ceil(math.log2(max(num_lrs, 1)) - 1e-9))
+    unit = {"halving": rungs * every, "asha": every, "pbt": 5 * every}.get(kind, 1)
+    if kind in NEEDS_TWO and num_lrs < 2:
+        return f"--scheduler {kind} compares slots: it needs --num-lrs >= 2, got {num_lrs}"
+    if steps % unit:
+        return f"--scheduler {kind} needs --steps a multiple of {unit} (whole chunks), got {steps}"
+    return None
+
+
+def eval_period(steps: int) -> int:
+    """Steps between two evaluations: a twentieth of the run."""
+    return max(1, steps // 20)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The search: optimizer, log grid of learning rates, seeds, training and devices."""
@@ -86,6 +112,8 @@ class Config:
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    scheduler: str = "grid"
+    budget: int | None = None  # member-steps; None: num_lrs x seeds x steps
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -97,7 +125,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--lr-max", type=float, default=d.lr_max, help="largest learning rate")
     p.add_argument("--num-lrs", type=int, default=d.num_lrs, help="learning rates (log grid)")
     p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per learning rate")
-    p.add_argument("--steps", type=int, default=d.steps, help="most optimizer steps per member")
+    p.add_argument(
+        "--steps", type=int, default=None, help=f"steps per member ({d.steps}; or from --budget)"
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
     p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
@@ -134,13 +164,35 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
     p.add_argument("--num-processes", type=int, default=None, help="processes (multi-host)")
     p.add_argument("--process-id", type=int, default=None, help="this process (multi-host)")
+    p.add_argument(
+        "--scheduler", default=d.scheduler, help=f"how the slots are used: {', '.join(SCHEDULERS)}"
+    )
+    p.add_argument(
+        "--budget", type=int, default=None, help="member-steps in all (not with grid or --steps)"
+    )
     a = p.parse_args(argv)
+    if a.scheduler not in SCHEDULERS:
+        p.error(f"unknown scheduler {a.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if a.budget is not None:
+        if a.scheduler == "grid":
+            p.error("--budget applies to --scheduler random, halving, asha or pbt, not grid")
+        if a.steps is not None:
+            p.error("give --steps or --budget, not both (steps = budget / (num_lrs x seeds))")
+        p.require_positive_ints(a, "budget", "num_lrs", "seeds")
+        a.steps = a.budget // (a.num_lrs * a.seeds)
+        if a.steps < 1:
+            p.error(f"--budget {a.budget} is less than one step for each of the members")
+    elif a.steps is None:
+        a.steps = d.steps
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     p.require_positive_numbers(a, "lr_min", "lr_max")
     p.require_ordered(a, "lr_min", "lr_max")
     p.require_positive_ints(a, "num_lrs", "seeds", "steps", "batch_size", "patience")
     p.require_batch_size(a.batch_size, DIGITS_TRAIN_EXAMPLES)
+    wrong = check_scheduler(a.scheduler, a.num_lrs, a.steps, eval_period(a.steps))
+    if wrong is not None:
+        p.error(wrong)
     if a.devices is not None:
         p.require_positive_ints(a, "devices")
     p.require_output(a)
@@ -166,10 +218,11 @@ import numpy as np
 
 import jdl.optim
 from experiments import output
+from experiments.lr_search_schedulers import search_with
 from experiments.mlp_classifier import mlp_classifier
 from jdl.data import digits, standardize
 from jdl.run import ConfigurationMismatchError, save_params
-from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
+from jdl.search import Population, Search, initialize_distributed, use_cpu_cores
 from jdl.search.report import (
     aggregate,
     best_config,
@@ -214,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     init_fn, loss_fn, eval_fn = mlp_classifier(features)
 
     make_tx = jdl.optim.OPTIMIZERS[cfg.optimizer]
-    eval_every = max(1, cfg.steps // 20)
+    eval_every = eval_period(cfg.steps)
     search = Search(
         init_fn,
         lambda hp: make_tx(hp["learning_rate"]),
@@ -228,14 +281,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         devices=cfg.devices,
     )
-    pop = population({"learning_rate": log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)}, cfg.seeds)
     start = time.perf_counter()
     try:
-        result = search.run(
-            pop,
-            splits.train,
-            splits.val,
+        searched = search_with(
+            cfg.scheduler,
+            search,
+            lr_min=cfg.lr_min,
+            lr_max=cfg.lr_max,
+            num_lrs=cfg.num_lrs,
+            seeds=cfg.seeds,
             steps=cfg.steps,
+            train=splits.train,
+            val=splits.val,
             test=splits.test,
             checkpoint_dir=cfg.checkpoint_dir,
             tensorboard=cfg.tensorboard,
@@ -243,7 +300,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ConfigurationMismatchError as e:
         Parser(prog=PROG).error(str(e))
     wall = time.perf_counter() - start
+    result, lr = searched.result, searched.learning_rate
     rows = records(result)
+    for i, row in enumerate(rows):  # configuration-major: each slot's rate at the end
+        row["learning_rate"] = float(lr[i % cfg.seeds, i // cfg.seeds])
     by = ["learning_rate"]
     best = best_config(rows, by)
     per_lr = aggregate(rows, by)
@@ -264,6 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "devices": search.num_devices,
     }
+    if searched.record is not None:
+        results["scheduler"] = searched.record
     if result.interrupted:
         results["interrupted"] = True
     columns = [
@@ -290,17 +352,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stopped_early",
         "diverged",
     ]
+    # The curve at the rates the members hold at the end (seed 0's, where they differ).
+    held = Population({"learning_rate": lr[0]}, result.population.seeds)
+    final = result._replace(population=held)
+    kind = "learning rate" if cfg.scheduler == "grid" else f"{cfg.scheduler} slot"
     table = format_table(rows, columns) if cfg.seeds == 1 else format_table(per_lr, seed_columns)
     if jax.process_index() == 0:
         with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
             write_json(folder / "results.json", results)
             write_csv(folder / "results.csv", rows)
-            plot_lr_curve(result, folder / f"lr_curve.{cfg.format}")
+            plot_lr_curve(final, folder / f"lr_curve.{cfg.format}")
             plot_curves(result, folder / f"curves.{cfg.format}")
         out = Path(cfg.out)
         print(table)
         print(
-            f"\n{pop.num_members} members ({_count(cfg.num_lrs, 'learning rate')} x "
+            f"\n{cfg.num_lrs * cfg.seeds} members ({_count(cfg.num_lrs, kind)} x "
             f"{_count(cfg.seeds, 'seed')}) on {_count(search.num_devices, 'device')} in "
             f"{wall:.1f} s (compile "
             f"{result.timing['compile_s']:.1f} s, {result.timing['member_steps_per_s']:.0f} "
@@ -316,15 +382,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         print(f"wrote {out}/results.json, results.csv, lr_curve.{cfg.format}, curves.{cfg.format}")
         if cfg.export_best is not None:
-            h = int(np.flatnonzero(pop.hparams["learning_rate"] == best["learning_rate"])[0])
-            seed = int(
-                np.argmin(np.where(result.diverged[:, h], np.inf, result.best_val_loss[:, h]))
+            held = (lr == best["learning_rate"]) & ~result.diverged
+            seed, h = np.unravel_index(
+                np.argmin(np.where(held, result.best_val_loss, np.inf)), lr.shape
             )
-            member = result.member(h, seed)
+            member = result.member(int(h), int(seed))
             save_params(cfg.export_best, member.best_params)
             print(
                 f"wrote the parameters of the best member (learning rate "
-                f"{member.hparams['learning_rate']:.4g}, seed {member.seed}) to {cfg.export_best}"
+                f"{lr[seed, h]:.4g}, seed {member.seed}) to {cfg.export_best}"
             )
         if result.interrupted:
             print(

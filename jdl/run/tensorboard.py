@@ -62,7 +62,9 @@ class TensorBoard:
     def _writer(self, m: int) -> Any:
         if m not in self._writers:
             name = self._members[m][0]
-            self._writers[m] = self._make(os.path.join(self.logdir, name), flush_secs=10)
+            # Its own file name: add_hparams opens a second writer on the same folder.
+            folder = os.path.join(self.logdir, name)
+            self._writers[m] = self._make(folder, flush_secs=10, filename_suffix=".curves")
         return self._writers[m]
 
     def __call__(self, state: Any, row: Mapping[str, Any]) -> None:

@@ -125,7 +125,7 @@ class Members:
         val: Dataset,
         *,
         size: int | None = None,
-        ahead: tuple[int | None] | None = None,
+        ahead: tuple[int | None, bool] | None = None,
     ) -> SearchState:
         """The population at step 0, padded to ``size`` configurations (default: the next
         multiple of the device count) and placed on the devices.
@@ -134,8 +134,8 @@ class Members:
           pop: the population.
           train, val: the data sets (their shapes fix the metrics' structure).
           size: the padded number of configurations H'.
-          ahead: ``(steps,)`` to compile `advance` for these ``steps`` in the background
-            meanwhile.
+          ahead: ``(steps, own_steps)`` to compile `advance` for these arguments in the
+            background meanwhile.
 
         Raises:
           ValueError: a size that does not hold the population or does not divide over the
@@ -190,21 +190,28 @@ class Members:
                 shapes,
                 self._shardings(shapes),
             )
-            (steps,) = ahead
+            steps, own = ahead
             args = (hp, shapes, clock, last, at_best, train, val)
             self._call.compile_ahead(
-                f"advance{steps}", self._advance_fn(steps), *args, donate=(1, 3, 4)
+                f"advance{steps}{own}", self._advance_fn(steps, own), *args, donate=(1, 3, 4)
             )
         params = replicate(self.seed_params(pop), self.mesh)
         state = self._call("init", self._programs.init, hp, params, seeds)
         return SearchState(hp, state, clock, last, at_best, valid)
 
     def advance(
-        self, state: SearchState, train: Dataset, val: Dataset, *, steps: int | None = None
+        self,
+        state: SearchState,
+        train: Dataset,
+        val: Dataset,
+        *,
+        steps: int | None = None,
+        own_steps: bool = False,
     ) -> tuple[SearchState, Metrics]:
         """One compiled chunk for every member: ``eval_every`` steps, an evaluation and an
         early-stopping update. Steps at t >= ``steps`` are no-ops (ends a run whose length
-        is not a multiple of ``eval_every``).
+        is not a multiple of ``eval_every``). With ``own_steps`` each member runs at its own
+        step count (members restarted by `reset_members`), not at the shared clock.
 
         Returns:
           The new state (the old one's buffers are donated) and the chunk's metrics, shape
@@ -212,8 +219,8 @@ class Members:
         """
         train, val = self.place(train, val)
         new, clock, last, at_best, metrics = self._call(
-            f"advance{steps}",
-            self._advance_fn(steps),
+            f"advance{steps}{own_steps}",
+            self._advance_fn(steps, own_steps),
             state.hparams,
             state.train,
             state.clock,
@@ -226,14 +233,19 @@ class Members:
         return state._replace(train=new, clock=clock, last=last, at_best=at_best), metrics
 
     def lowered_advance(
-        self, state: SearchState, train: Dataset, val: Dataset, steps: int | None
+        self,
+        state: SearchState,
+        train: Dataset,
+        val: Dataset,
+        steps: int | None,
+        own_steps: bool = False,
     ) -> jax.stages.Lowered:
         """``advance``'s program lowered for ``state`` (its text fingerprints the run)."""
         args = (state.hparams, state.train, state.clock, state.last, state.at_best, train, val)
-        return jax.jit(self._advance_fn(steps)).lower(*args)
+        return jax.jit(self._advance_fn(steps, own_steps)).lower(*args)
 
-    def _advance_fn(self, steps: int | None) -> Callable:
-        return functools.partial(self._programs.advance, steps=steps)
+    def _advance_fn(self, steps: int | None, own_steps: bool = False) -> Callable:
+        return functools.partial(self._programs.advance, steps=steps, own_steps=own_steps)
 
     def evaluate(self, params: Params, data: Dataset) -> dict[str, jax.Array]:
         """``eval_fn`` of every member's parameters (leaves (S, H', ...)), shape (S, H')."""
@@ -250,6 +262,25 @@ class Members:
         hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
         hparams = jax.device_put(hparams, self._shardings(state.hparams))
         return self._call("copy", self._programs.copy, state, source, hparams, donate=(0,))
+
+    def reset_members(
+        self, state: SearchState, fresh: Any, halt: Any, hparams: HParams
+    ) -> SearchState:
+        """Members with ``fresh[s, h]`` become new runs of ``hparams[.][s, h]`` from step 0:
+        their seed's initial parameters ``init_fn(k_init)``, a new optimizer state and
+        early-stopping state, no metrics yet (run them with ``advance(..., own_steps=True)``);
+        members with ``halt[s, h]`` stop; every member takes ``hparams``. One compiled
+        program for any masks and values, so nothing recompiles. Used by ASHA's refills."""
+        shardings = self._shardings(state.train.step)
+        fresh = jax.device_put(np.asarray(fresh, bool), shardings)
+        halt = jax.device_put(np.asarray(halt, bool), shardings)
+        hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+        hparams = jax.device_put(hparams, self._shardings(state.hparams))
+        if self._seed_params is None:
+            raise ValueError("reset_members needs a population initialised by init")
+        params = replicate(self._seed_params[1], self.mesh)
+        args = (state, params, fresh, halt, hparams)
+        return self._call("reset", self._programs.reset, *args, donate=(0,))
 
     def place(self, *datasets: Dataset) -> tuple[Dataset, ...]:
         """The data sets replicated on every device of the mesh (a no-op once they are)."""
@@ -281,6 +312,7 @@ class PopulationRun:
       num_configs: the configurations that are not padding.
       best: the best validation loss and its hyper-parameters before this run (the slices
         of a population trained before it).
+      own_steps: members run at their own step counts (see `Members.advance`).
 
     Attributes:
       best: the best validation loss so far and its hyper-parameters.
@@ -294,13 +326,17 @@ class PopulationRun:
         steps: int | None,
         num_configs: int,
         best: tuple[float, str] = (float("inf"), ""),
+        own_steps: bool = False,
     ):
         self._members, self._steps, self._n = members, steps, num_configs
+        self._own = own_steps
         self._train, self._val = members.place(train, val)
         self.best = best
 
     def advance(self, state: SearchState) -> tuple[SearchState, Metrics]:
-        return self._members.advance(state, self._train, self._val, steps=self._steps)
+        return self._members.advance(
+            state, self._train, self._val, steps=self._steps, own_steps=self._own
+        )
 
     def observe(self, state: SearchState, metrics: Metrics) -> tuple[Row, Progress]:
         stop = state.train.stop

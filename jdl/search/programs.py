@@ -74,7 +74,8 @@ class PopulationPrograms(NamedTuple):
     ) -> tuple:
         chunk = self.spec.chunk(hp, steps)
         # A live member has taken exactly `clock` steps; passing the shared, unbatched clock
-        # (and the seed's key) keeps the batch gather out of the inner vmap.
+        # (and the seed's key) keeps the batch gather out of the inner vmap. With `own_steps`
+        # `clock` is the member's own step count instead (batched).
         state, metrics = chunk(TrainState(clock, params, opt_state, stop, key), train, val)
         return state.step, state.params, state.opt_state, state.stop, metrics
 
@@ -89,19 +90,29 @@ class PopulationPrograms(NamedTuple):
         val: Dataset,
         *,
         steps: int | None,
+        own_steps: bool = False,
     ) -> tuple[TrainState, jax.Array, dict, dict, dict]:
+        """One chunk of every member. Members normally run at the shared ``clock`` (every live
+        member has taken exactly that many steps); with ``own_steps`` each runs at its own step
+        count ``state.step`` (its data order, loss keys and early-stopping deadline those of a
+        run started at step 0), for populations whose members started at different times
+        (slots refilled by `reset`); the batch is then gathered per member."""
+
         def member(hp, params, opt_state, stop, key, clock, train, val):
             return self._member_chunk(hp, params, opt_state, stop, key, clock, train, val, steps)
 
-        inner = jax.vmap(member, in_axes=(0, 0, 0, 0, None, None, None, None))
+        at = 0 if own_steps else None
+        inner = jax.vmap(member, in_axes=(0, 0, 0, 0, None, at, None, None))
         members = (hp, state.params, state.opt_state, state.stop)
+        when = state.step if own_steps else clock
         if state.key.shape[0] == 1:
             # One seed: a single vmap (a size-1 outer one costs ~5% on CPU).
-            out = inner(*jax.tree.map(lambda a: a[0], members), state.key[0], clock, train, val)
+            first = jax.tree.map(lambda a: a[0], members)
+            out = inner(*first, state.key[0], when[0] if own_steps else clock, train, val)
             out = jax.tree.map(lambda a: a[None], out)
         else:
-            outer = jax.vmap(inner, in_axes=(0, 0, 0, 0, 0, None, None, None))
-            out = outer(*members, state.key, clock, train, val)
+            outer = jax.vmap(inner, in_axes=(0, 0, 0, 0, 0, at, None, None))
+            out = outer(*members, state.key, when, train, val)
         step, params, opt_state, stop, metrics = out
         live = ~state.stop.should_stop
         step = jnp.where(live, step, state.step)
@@ -129,3 +140,46 @@ class PopulationPrograms(NamedTuple):
             last=jax.tree.map(take, state.last),
             at_best=jax.tree.map(take, state.at_best),
         )
+
+    def reset(
+        self,
+        state: SearchState,
+        params: Params,
+        fresh: jax.Array,
+        halt: jax.Array,
+        hparams: HParams,
+    ) -> SearchState:
+        """Members with ``fresh[s, h]`` start again from step 0 as new runs of
+        ``hparams[.][s, h]``: their seed's initial parameters ``params`` (leaves (S, ...)), a
+        new optimizer state and early-stopping state, no metrics yet; members with
+        ``halt[s, h]`` stop where they are; the others are untouched. Every member takes
+        ``hparams``."""
+        init = jax.vmap(jax.vmap(self._member_init, in_axes=(0, None, None)))
+        new = init(hparams, params, state.train.key)
+
+        def pick(mask: jax.Array) -> Any:
+            def select(a: jax.Array, b: jax.Array) -> jax.Array:
+                return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 2)), a, b)
+
+            return select
+
+        old = state.train
+        moved = jax.tree.map(
+            pick(fresh),
+            (new.step, new.params, new.opt_state, new.stop),
+            (old.step, old.params, old.opt_state, old.stop),
+        )
+        step, params, opt_state, stop = moved
+        stop = stop._replace(should_stop=stop.should_stop | halt)
+        return state._replace(
+            hparams=hparams,
+            train=TrainState(step, params, opt_state, stop, old.key),
+            last={k: _cleared(v, fresh) for k, v in state.last.items()},
+            at_best={k: _cleared(v, fresh) for k, v in state.at_best.items()},
+        )
+
+
+def _cleared(metric: jax.Array, mask: jax.Array) -> jax.Array:
+    """``metric`` with the entries under ``mask`` back to "none yet" (NaN; 0 if integer)."""
+    empty = jnp.nan if jnp.issubdtype(metric.dtype, jnp.floating) else 0
+    return jnp.where(mask, jnp.asarray(empty, metric.dtype), metric)

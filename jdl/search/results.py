@@ -12,7 +12,7 @@ from jdl.search.grid import Population
 from jdl.search.sharding import to_host
 from jdl.train import TrainState
 
-__all__ = ["Member", "SearchResult", "assemble", "gather"]
+__all__ = ["BudgetCurve", "Member", "SearchResult", "assemble", "budget_curve", "gather"]
 
 Params = Any
 
@@ -208,3 +208,47 @@ def assemble(
         },
         interrupted=interrupted,
     )
+
+
+class BudgetCurve(NamedTuple):
+    """The best validation loss found against the compute spent, after each chunk.
+
+    Attributes:
+      paid: member-steps paid, shape (C,): every slot of the population costs a step per step
+        of the clock, trained or stopped (a stopped member of a vmapped population is still
+        computed); :math:`S H' t_c` after chunk c at clock step :math:`t_c`.
+      trained: member-steps trained, shape (C,): the steps of members that were training.
+      best: the best validation loss evaluated so far, shape (C,): the running minimum over
+        chunks and configurations of the mean over seeds (inf before any finite one).
+    """
+
+    paid: np.ndarray
+    trained: np.ndarray
+    best: np.ndarray
+
+
+def budget_curve(result: SearchResult, eval_every: int) -> BudgetCurve:
+    r"""A search's `BudgetCurve`, from its history:
+
+    .. math::
+        \text{paid}_c = S H\, t_c, \qquad
+        \text{trained}_c = T_e \sum_{c' \le c} \#\{(s, h) : \text{member trained in } c'\},
+        \qquad
+        \text{best}_c = \min_{c' \le c,\, h} \tfrac1S \textstyle\sum_s L^{val}_{c', s, h},
+
+    with :math:`T_e` = ``eval_every`` (a member trained in chunk c' when its training loss is
+    recorded; one that diverges within a chunk counts none of it). Comparable across
+    schedulers of one population shape (grid, successive halving, ASHA, PBT): equal
+    ``paid`` is an equal budget.
+    """
+    val = result.history["val_loss"]  # (C, S, H), NaN once stopped
+    num_seeds, num_configs = val.shape[1:]
+    finite = np.isfinite(val)
+    count = finite.sum(axis=1)
+    mean = np.where(
+        count > 0, np.where(finite, val, 0.0).sum(axis=1) / np.maximum(count, 1), np.inf
+    )
+    best = np.minimum.accumulate(mean.min(axis=1, initial=np.inf))
+    trained = np.cumsum(np.isfinite(result.history["train_loss"]).sum(axis=(1, 2))) * eval_every
+    paid = np.asarray(result.history["step"], np.int64) * num_seeds * num_configs
+    return BudgetCurve(paid=paid, trained=trained.astype(np.int64), best=best)

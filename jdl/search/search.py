@@ -169,8 +169,9 @@ class Search(Members):
             population, model, optimizer, data or budget) is refused with a ValueError.
           checkpoint_every: chunks between two checkpoints.
           scheduler: a rule that rewrites the population between chunks (`jdl.run.Scheduler`;
-            successive halving and population-based training are built on it), not with
-            ``members_per_chunk``.
+            successive halving, ASHA and population-based training are built on it), not with
+            ``members_per_chunk``. One whose ``own_steps`` attribute is true (ASHA, which
+            restarts members) has each member run at its own step count.
           tensorboard: a folder to write every member's curves to between chunks, one
             TensorBoard run per member (named by its hyper-parameters and seed), and their
             hyper-parameters with the final metrics for the HParams dashboard (needs the extra
@@ -199,6 +200,8 @@ class Search(Members):
         num_chunks = -(-steps // self.eval_every)
         last_steps = None if steps % self.eval_every == 0 else steps
         num_configs = pop.num_configs
+        # A scheduler that restarts members (ASHA) runs each at its own step count.
+        own = bool(getattr(scheduler, "own_steps", False))
         part = num_configs if members_per_chunk is None else members_per_chunk
         part = padded_size(min(part, num_configs), self.num_devices)
         slices = range(0, num_configs, part)
@@ -213,11 +216,11 @@ class Search(Members):
                     folder = os.path.join(checkpoint_dir, f"slice-{lo}") if many else checkpoint_dir
                 kept = min(part, num_configs - lo)
                 try:
-                    state = self.init(sub, train, val, size=part, ahead=(last_steps,))
-                    run = PopulationRun(self, train, val, last_steps, kept, best)
+                    state = self.init(sub, train, val, size=part, ahead=(last_steps, own))
+                    run = PopulationRun(self, train, val, last_steps, kept, best, own)
                     board = None if tensorboard is None else _board(tensorboard, sub, part)
                     checkpoints = self._checkpoints(
-                        folder, sub, state, train, val, steps, scheduler
+                        folder, sub, state, train, val, steps, scheduler, own
                     )
                     if bar is None:  # after a checkpoint's checks: their errors come first
                         total = len(slices) * steps
@@ -274,13 +277,14 @@ class Search(Members):
         val: Dataset,
         steps: int,
         scheduler: Scheduler | None,
+        own_steps: bool = False,
     ) -> contextlib.AbstractContextManager[Checkpoints | None]:
         """The checkpoints of one slice's run, with the fingerprint of its configuration."""
         if folder is None:
             return contextlib.nullcontext()
         place = self.place(train, val)
         print_ = fingerprint(
-            program=self.lowered_advance(state, *place, steps),
+            program=self.lowered_advance(state, *place, steps, own_steps),
             hparams=[pop.hparams[k] for k in sorted(pop.hparams)],
             names=sorted(pop.hparams),
             seeds=pop.seeds,

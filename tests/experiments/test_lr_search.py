@@ -179,3 +179,42 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_lr_search_asha_with_a_budget_adds_its_lineage(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--scheduler", "asha", "--budget", "400", "--num-lrs", "4", "--lr-min", "1e-3"]
+    argv += ["--hidden", "16", "--batch-size", "32", "--out", str(out)]
+    lr_search.main(argv)
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved) == {"config", "members", "best", "timing", "devices", "good_range"} | {
+        "scheduler"
+    }
+    assert saved["config"]["steps"] == 100 and saved["config"]["budget"] == 400
+    record = saved["scheduler"]
+    assert record["kind"] == "asha" and len(record["trials"]) > 4  # slots were refilled
+    assert record["member_steps"]["paid"] == 400 >= record["member_steps"]["trained"] > 0
+    # Each member's row gives the learning rate of the trial its slot holds at the end.
+    held = [record["trials"][t]["hparams"]["learning_rate"] for t in record["slot_trials"]]
+    assert [m["learning_rate"] for m in saved["members"]] == pytest.approx(held)
+    assert all(set(m) == MEMBER_KEYS for m in saved["members"])
+    assert all(1e-3 <= lr <= 1.0 for lr in held)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--budget", "400"], "--budget applies to --scheduler random, halving, asha or pbt"),
+        (["--scheduler", "asha", "--budget", "400", "--steps", "100"], "not both"),
+        (["--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
+        (["--scheduler", "pbt", "--num-lrs", "1"], "needs --num-lrs >= 2"),
+        (["--scheduler", "halving", "--steps", "1001"], "--steps a multiple of"),
+        (["--scheduler", "random", "--budget", "3", "--num-lrs", "4"], "less than one step"),
+    ],
+)
+def test_bad_scheduler_combinations_exit_2(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        lr_search.parse_args([*argv, "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

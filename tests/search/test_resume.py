@@ -1,4 +1,4 @@
-"""A search, successive halving and PBT killed with SIGKILL mid-run and resumed from their
+"""A search, successive halving, PBT and ASHA killed with SIGKILL mid-run and resumed from their
 checkpoints end with the uninterrupted run's results, bit for bit (CPU); a checkpoint of
 another configuration is refused.
 
@@ -21,10 +21,18 @@ if __package__:
 else:  # run as the killed subprocess
     from conftest import CHUNK, ES, data_sets, eval_fn, init_fn, loss_fn, sgd_factory
 
-from jdl.search import Search, population, population_based_training, successive_halving
+from jdl.search import (
+    Sampler,
+    Search,
+    asha,
+    log_uniform,
+    population,
+    population_based_training,
+    successive_halving,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KINDS = {"grid": 3, "halving": 2, "pbt": 3}  # the chunk whose start kills the subprocess
+KINDS = {"asha": 4, "grid": 3, "halving": 2, "pbt": 3}  # the chunk whose start kills the subprocess
 
 
 def make_search():
@@ -48,6 +56,21 @@ def run(kind, search, checkpoint_dir=None):
         return search.run(pop, train, val, steps=5 * CHUNK, **common)
     if kind == "halving":
         return successive_halving(search, pop, train, val, rung_steps=2 * CHUNK, **common)
+    if kind == "asha":  # 4 slots x 2 seeds for 6 chunks: refills before and after the kill
+        sampler = Sampler({"learning_rate": log_uniform(0.01, 50.0)}, seed=2)
+        budget, slots = 2 * 4 * 6 * CHUNK, 4
+        return asha(
+            search,
+            sampler,
+            train,
+            val,
+            num_slots=slots,
+            budget=budget,
+            min_steps=CHUNK,
+            eta=2,
+            seeds=[0, 1],
+            **common,
+        )
     return population_based_training(
         search,
         pop,
@@ -75,7 +98,7 @@ def leaves(out):
         result.params,
         result.best_params,
     ]
-    for name in ("lineage", "hparams", "ranking"):
+    for name in ("lineage", "hparams", "ranking", "slot_trials", "member_steps"):
         if hasattr(out, name):
             arrays.append(getattr(out, name))
     return jax.tree.leaves(arrays)
@@ -121,6 +144,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(kind, killed, search):
     assert not resumed.interrupted if kind == "grid" else not resumed.result.interrupted
     for a, b in zip(leaves(resumed), leaves(reference), strict=True):
         np.testing.assert_array_equal(a, b)
+    if kind == "asha":  # the same trials, refilled after the kill as before
+        assert resumed.trials == reference.trials and len(reference.trials) > 4
+        assert resumed.rung_scores == reference.rung_scores
     if kind == "pbt":  # the exploit events after the kill happened too
         assert resumed.event_steps == reference.event_steps == [CHUNK * e for e in (1, 2, 3, 4)]
     # Another configuration of the same run is refused, before any training.
