@@ -55,11 +55,12 @@ def search_with(
     val: Dataset,
     test: Dataset,
     checkpoint_dir: str | None,
+    tensorboard: str | None = None,
 ) -> Searched:
     """Runs scheduler ``kind`` (one of ``experiments.lr_search.SCHEDULERS``) for ``steps``
     steps of ``num_lrs`` slots x ``seeds`` seeds."""
     every = search.eval_every
-    common = {"test": test, "checkpoint_dir": checkpoint_dir}
+    common = {"test": test, "checkpoint_dir": checkpoint_dir, "tensorboard": tensorboard}
     space = {"learning_rate": log_uniform(lr_min, lr_max)}
     drawn = random_search(space, num_lrs, seeds, seed=0)
     if kind == "grid":

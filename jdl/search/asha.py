@@ -276,6 +276,7 @@ def asha(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    tensorboard: str | os.PathLike | None = None,
 ) -> ASHAResult:
     r"""ASHA with refills over ``sampler``'s space, with ``search``'s compiled programs.
 
@@ -300,7 +301,7 @@ def asha(
       rungs: R (default: as many as fit in T).
       seeds: a count S or a list of seeds; every trial runs on each.
       test: evaluated with the slots' best parameters at the end.
-      progress, checkpoint_dir, checkpoint_every: as in `Search.run`.
+      progress, checkpoint_dir, checkpoint_every, tensorboard: as in `Search.run`.
 
     Returns:
       An `ASHAResult`.
@@ -349,6 +350,7 @@ def asha(
         progress=progress,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
+        tensorboard=tensorboard,
         scheduler=scheduler,
     )
     return scheduler.result(result)

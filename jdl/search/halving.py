@@ -139,6 +139,7 @@ def successive_halving(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    tensorboard: str | os.PathLike | None = None,
 ) -> HalvingResult:
     r"""Successive halving of ``pop``'s configurations with ``search``'s compiled programs.
 
@@ -160,7 +161,7 @@ def successive_halving(
       eta: the elimination factor :math:`\eta \ge 2`.
       rungs: R (default: enough to keep one configuration).
       test: evaluated with the best parameters at the end.
-      progress, checkpoint_dir, checkpoint_every: as in `Search.run`.
+      progress, checkpoint_dir, checkpoint_every, tensorboard: as in `Search.run`.
 
     Returns:
       A `HalvingResult`.
@@ -188,6 +189,7 @@ def successive_halving(
         progress=progress,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
+        tensorboard=tensorboard,
         scheduler=halving,
     )
     return halving.result(result)

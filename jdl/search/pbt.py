@@ -153,6 +153,7 @@ def population_based_training(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    tensorboard: str | os.PathLike | None = None,
 ) -> PBTResult:
     r"""Population-based training of ``pop`` with ``search``'s compiled programs.
 
@@ -178,7 +179,7 @@ def population_based_training(
       perturb: the factors of explore, each > 0.
       bounds: name -> (low, high) limits of a hyper-parameter after explore.
       test: evaluated with the best parameters at the end.
-      progress, checkpoint_dir, checkpoint_every: as in `Search.run`.
+      progress, checkpoint_dir, checkpoint_every, tensorboard: as in `Search.run`.
 
     Returns:
       A `PBTResult`.
@@ -221,6 +222,7 @@ def population_based_training(
         progress=progress,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
+        tensorboard=tensorboard,
         scheduler=pbt,
     )
     return pbt.result(result)
