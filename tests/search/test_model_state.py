@@ -1,0 +1,58 @@
+"""A search of a model with state (BatchNorm): each member its own running statistics, equal to
+the hand-written ``nnx.jit`` loop of `tests/nnx_bn_loop.py` run alone with the member's seed
+contract (``k_init, k_run = split(key(seed))``), and the test set evaluated with each member's
+saved statistics."""
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+
+from jdl.models import stateful
+from jdl.search import Search, population
+from jdl.train import classification
+from tests.nnx_bn_loop import ATOL, BATCH, EVERY, RTOL, STEPS, TRAIN, VAL, model, nnx_loop
+
+SEEDS = [0, 5]
+RATES = [0.05, 0.01]
+
+
+@pytest.fixture(scope="module")
+def searched():
+    apply_fn, _ = stateful(model(jax.random.key(0)))
+    loss_fn, eval_fn = classification(apply_fn, stateful=True)
+    search = Search(
+        lambda key: stateful(model(key))[1],
+        lambda hp: optax.adam(hp["learning_rate"]),
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        batch_size=BATCH,
+        eval_every=EVERY,
+    )
+    pop = population({"learning_rate": RATES}, seeds=SEEDS)
+    result = search.run(pop, TRAIN, VAL, steps=STEPS, test=VAL, progress=False)
+    return result, eval_fn
+
+
+def test_each_member_equals_its_single_nnx_run(searched):
+    result, _ = searched
+    for h, s in [(0, 1), (1, 0)]:
+        member = result.member(h, s)
+        k_init, k_run = jax.random.split(jax.random.key(SEEDS[s]))
+        ref = nnx_loop(model(k_init), optax.adam(RATES[h]), k_run)
+        chex.assert_trees_all_close(member.params, ref.params, rtol=RTOL, atol=ATOL)
+        chex.assert_trees_all_close(member.model_state, ref.stats, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(result.history["val_loss"][:, s, h], ref.val_loss, rtol=RTOL)
+    # Each member its own statistics: no two members share them.
+    means = result.model_state["norm"]["mean"].reshape(4, -1)
+    assert len({tuple(np.round(m, 5)) for m in means}) == 4
+
+
+def test_the_test_set_is_evaluated_with_each_members_saved_statistics(searched):
+    result, eval_fn = searched
+    for h in range(2):
+        for s in range(2):
+            m = result.member(h, s)
+            expected = eval_fn(m.best_params, m.best_model_state, VAL)["accuracy"]
+            np.testing.assert_allclose(result.best["test_accuracy"][s, h], expected, rtol=1e-6)
