@@ -44,15 +44,14 @@ def loss_and_grad(loss_fn: Callable, model_state: ModelState) -> GradFn:
       S. Ioffe, C. Szegedy, "Batch Normalization", ICML 2015 (running statistics updated in
       training, used in inference); ``jax.value_and_grad(..., has_aux=True)``.
     """
+    grad = jax.value_and_grad(loss_fn, has_aux=True)
     if model_state is None:
-        grad = jax.value_and_grad(loss_fn, has_aux=True)
 
         def stateless(params, model_state, batch, key):
             (loss, aux), grads = grad(params, batch, key)
             return (loss, aux, None), grads
 
         return stateless
-    grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     def stateful(params, model_state, batch, key):
         (loss, (aux, new_state)), grads = grad(params, model_state, batch, key)
