@@ -5,13 +5,17 @@ saved statistics."""
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from jdl.models import stateful
+from jdl.run import RunSpec
 from jdl.search import Search, population
-from jdl.train import classification
+from jdl.search.programs import PopulationPrograms, SearchState
+from jdl.train import classification, early_stopping, init_state
+from jdl.types import Variables
 from tests.nnx_bn_loop import ATOL, BATCH, EVERY, RTOL, STEPS, TRAIN, VAL, model, nnx_loop
 
 SEEDS = [0, 5]
@@ -56,3 +60,26 @@ def test_the_test_set_is_evaluated_with_each_members_saved_statistics(searched):
             m = result.member(h, s)
             expected = eval_fn(m.best_params, m.best_model_state, VAL)["accuracy"]
             np.testing.assert_allclose(result.best["test_accuracy"][s, h], expected, rtol=1e-6)
+
+
+def test_copying_a_member_copies_its_statistics():
+    """Halving and PBT copy members with `PopulationPrograms.copy`: the statistics go along."""
+    es = early_stopping(5)
+
+    def member(value):
+        variables = Variables({"w": jnp.full(2, value)}, {"mean": jnp.full(3, value)})
+        return init_state(variables, optax.sgd(0.1), es, 0)
+
+    members = [member(10.0 * s + h) for s in range(2) for h in range(2)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a).reshape(2, 2, *a[0].shape), *members)
+    keys = jax.random.split(jax.random.key(0), 2)
+    train = stacked._replace(key=keys)
+    hp = {"learning_rate": jnp.ones((2, 2))}
+    metrics = {"val_loss": jnp.zeros((2, 2))}
+    state = SearchState(hp, train, jnp.zeros((), jnp.int32), metrics, metrics, jnp.ones(2, bool))
+    spec = RunSpec(optax.sgd(0.1), lambda p, s, d: {}, 1, 1, es, loss_fn=lambda *a: 0)
+    out = PopulationPrograms(spec).copy(state, jnp.array([[1, 1], [0, 0]]), hp)
+    copied = [[1.0, 1.0], [10.0, 10.0]]  # seed 0 takes member 1's, seed 1 member 0's
+    np.testing.assert_array_equal(out.train.params["w"][:, :, 0], copied)
+    np.testing.assert_array_equal(out.train.model_state["mean"][:, :, 0], copied)
+    np.testing.assert_array_equal(out.train.stop.best_model_state["mean"][:, :, 0], copied)
