@@ -2,7 +2,8 @@
 
     python -m experiments.weight_sharing [--steps 3000] [--batch-size 100] [--seeds 3]
         [--lr-min 4e-3] [--lr-max 8e-2] [--num-lrs 4] [--channels 32] [--mlp-hidden 64,64]
-        [--eval-every 250] [--devices N] [--out runs/weight_sharing] [--overwrite] [--format png]
+        [--eval-every 250] [--batch-norm] [--devices N] [--out runs/weight_sharing]
+        [--overwrite] [--format png]
 
 A convolution shares one kernel over all positions (`jdl.models.Conv`): it assumes that
 neighbouring positions belong together and that a pattern means the same wherever it is. On
@@ -20,7 +21,9 @@ in one vmapped `jdl.search.Search` (Adam, cosine decay of the learning rate to 0
 error rate 1 - accuracy with a patience longer than the run, so each member keeps its
 parameters of highest validation accuracy; the learning rate of highest mean validation
 accuracy is chosen, and its test accuracy is reported as mean and sample standard deviation
-over the seeds. The ordered and shuffled runs of a model share one compiled program.
+over the seeds. The ordered and shuffled runs of a model share one compiled program. With
+``--batch-norm`` the CNN normalises each convolution's output with BatchNorm (a model with state:
+`jdl.models.stateful`; each member its own running statistics, evaluated with them).
 
 Writes into ``--out``: ``results.json`` (``config``; ``models`` with each model's parameter
 count; ``runs``: per model and variant the chosen learning rate, ``test_accuracy`` and
@@ -70,6 +73,7 @@ class Config:
     channels: int = 32
     mlp_hidden: tuple[int, ...] = (64, 64)
     eval_every: int = 250
+    batch_norm: bool = False  # BatchNorm after each of the CNN's convolutions
     devices: int | None = None  # None: every device (on a CPU host, one per core)
     checkpoint_dir: str | None = None  # None: no checkpoints
     out: str = "runs/weight_sharing"
@@ -101,6 +105,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     p.add_argument(
         "--eval-every", type=int, default=d.eval_every, help="steps between validation evaluations"
+    )
+    p.add_argument(
+        "--batch-norm",
+        action="store_true",
+        help="BatchNorm after each of the CNN's convolutions (running statistics per member)",
     )
     p.add_argument(
         "--devices",
@@ -139,7 +148,7 @@ import matplotlib.pyplot as plt
 import jdl.optim
 from experiments import output
 from jdl.data import Dataset, mnist1d
-from jdl.models import MLP, ConvNet, functional
+from jdl.models import MLP, ConvNet, functional, stateful
 from jdl.search import Search, log_grid, population, use_cpu_cores
 from jdl.search.report import aggregate, best_config, records, write_json
 from jdl.train import classification, early_stopping
@@ -158,22 +167,34 @@ def make_model(cfg: Config, name: str) -> Callable[[nnx.Rngs], nnx.Module]:
         strides=2,
         padding=1,
         activation=jax.nn.gelu,
+        batch_norm=cfg.batch_norm,
         rngs=rngs,
     )
 
 
 def _search(cfg: Config, model: Callable[[nnx.Rngs], nnx.Module]) -> tuple[Search, int]:
     """A `Search` of ``model`` (one compiled program for both variants) and its size."""
-    apply_fn, params = functional(model(nnx.Rngs(0)))
-    loss_fn, metrics = classification(apply_fn)
+    # A model with BatchNorm has state: (params, model_state) and the stateful contract.
+    split = stateful if _has_state(model(nnx.Rngs(0))) else functional
+    apply_fn, params = split(model(nnx.Rngs(0)))
+    loss_fn, metrics = classification(apply_fn, stateful=split is stateful)
 
-    def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
+    def error_rate(m: dict[str, jax.Array]) -> dict[str, jax.Array]:
         # Early stopping and the choice of learning rate watch the validation error rate.
-        m = metrics(params, data)
         return {"loss": 1.0 - m["accuracy"], "accuracy": m["accuracy"], "xent": m["loss"]}
 
+    if split is stateful:
+        params = params.params
+
+        def eval_fn(params: Any, model_state: Any, data: Dataset) -> dict[str, jax.Array]:
+            return error_rate(metrics(params, model_state, data))
+    else:
+
+        def eval_fn(params: Any, data: Dataset) -> dict[str, jax.Array]:
+            return error_rate(metrics(params, data))
+
     def init_fn(key: jax.Array) -> Any:
-        return functional(model(nnx.Rngs(key)))[1]
+        return split(model(nnx.Rngs(key)))[1]
 
     def optimizer(hp: dict[str, jax.Array]) -> optax.GradientTransformation:
         # lr_t = lr (1 + cos(pi t / T)) / 2: the large steps early, the fine ones at the end.
@@ -192,6 +213,10 @@ def _search(cfg: Config, model: Callable[[nnx.Rngs], nnx.Module]) -> tuple[Searc
         devices=cfg.devices,
     )
     return search, sum(leaf.size for leaf in jax.tree.leaves(params))
+
+
+def _has_state(module: nnx.Module) -> bool:
+    return any(isinstance(v, nnx.BatchStat) for _, v in nnx.iter_graph(module))
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -295,7 +320,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config": dataclasses.asdict(cfg),
         "models": {
             "mlp": {"parameters": sizes["mlp"], "hidden": list(cfg.mlp_hidden)},
-            "cnn": {"parameters": sizes["cnn"], "channels": cfg.channels},
+            "cnn": {
+                "parameters": sizes["cnn"],
+                "channels": cfg.channels,
+                "batch_norm": cfg.batch_norm,
+            },
         },
         "runs": runs,
         "reference": REFERENCE,

@@ -1,4 +1,5 @@
-"""jdl.models: Flax NNX modules and the functional boundary around them."""
+"""jdl.models: Flax NNX modules and the functional boundary around them (`functional`,
+`from_linen`; `stateful` for models with state beyond their parameters, such as BatchNorm)."""
 
 from jdl.models.autoencoder import Autoencoder
 from jdl.models.autoencoder_losses import (
@@ -12,6 +13,7 @@ from jdl.models.conv import Conv, ConvNet
 from jdl.models.functional import from_linen, functional
 from jdl.models.mlp import MLP
 from jdl.models.stacked import stacked_classifier
+from jdl.models.stateful import StatefulApplyFn, stateful
 from jdl.models.tied import TiedDense
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "Autoencoder",
     "Conv",
     "ConvNet",
+    "StatefulApplyFn",
     "TiedDense",
     "autoencoder_loss",
     "contractive_loss",
@@ -28,4 +31,5 @@ __all__ = [
     "reconstruction_metrics",
     "sparse_loss",
     "stacked_classifier",
+    "stateful",
 ]

@@ -166,9 +166,11 @@ class ConvNet(nnx.Module):
     ``ConvNet((40, 1), (25, 25, 25), 10, kernel_size=(5, 3, 3), strides=2, padding=1)``, has
     150 + 1900 + 1900 + (125 * 10 + 10) = 5210.
 
-    BatchNorm (``batch_norm=True``) works in NNX code (``nnx.jit`` loops, ``model.eval()``) but
-    not yet through `jdl.models.functional`, which refuses ``nnx.BatchStat`` variables (a pure
-    ``apply_fn`` would drop their updates); it is off by default.
+    BatchNorm (``batch_norm=True``, off by default) gives the model state beyond its
+    parameters (running statistics): split it with `jdl.models.stateful` (which carries them),
+    not `jdl.models.functional` (which refuses ``nnx.BatchStat`` variables). Each convolution
+    keeps its bias, which BatchNorm's mean subtraction cancels: its gradient is rounding noise,
+    which Adam's normalisation turns into steps of the learning rate's size.
 
     Args:
       input_shape: (L_1, ..., L_d, C_0): d >= 1 spatial axes and the input channels.

@@ -35,7 +35,7 @@ def functional(module: nnx.Module) -> tuple[ApplyFn, Params]:
 
     Args:
       module: a Flax NNX module without mutable statistics (no ``nnx.BatchStat``: their
-        updates would be lost by a pure function).
+        updates would be lost by this pure function; `jdl.models.stateful` carries them).
 
     Returns:
       ``(apply_fn, params)``: ``apply_fn(params, x, *, key=None) -> y`` is pure; ``params`` is a
@@ -62,7 +62,7 @@ def functional(module: nnx.Module) -> tuple[ApplyFn, Params]:
     if any(isinstance(v, nnx.BatchStat) for _, v in nnx.iter_graph(module)):
         raise TypeError(
             "functional does not support modules with nnx.BatchStat variables (e.g. BatchNorm): "
-            "a pure apply_fn would drop their updates"
+            "its apply_fn would drop their updates; use jdl.models.stateful, which returns them"
         )
     train_graphdef, params, rest = nnx.split(
         nnx.view(module, deterministic=False, raise_if_not_found=False), nnx.Param, ...
@@ -127,7 +127,8 @@ def from_linen(
     others = sorted(set(variables) - {"params"})
     if others:
         raise TypeError(
-            f"from_linen supports modules whose only collection is 'params', got also {others}"
+            f"from_linen supports modules whose only collection is 'params', got also {others}; "
+            "use jdl.models.stateful for a module with state (e.g. batch_stats)"
         )
 
     def apply_fn(params: Params, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:

@@ -15,7 +15,7 @@ import numpy as np
 from jdl.data import Dataset
 from jdl.hyperparams import is_traced
 from jdl.train.step import step_key
-from jdl.types import EvalFn, LossFn, Params
+from jdl.types import EvalFn, LossFn, ModelState, Params, Variables
 
 
 def _describe(a: object) -> str:
@@ -124,11 +124,20 @@ def check_finite(name: str, data: Dataset) -> None:
             raise ValueError(f"{name}.{field} has {bad} non-finite values (NaN or inf)")
 
 
-def check_labels_of(fns: tuple[object, ...], params: Params, train: Dataset, val: Dataset) -> None:
+def check_labels_of(
+    fns: tuple[object, ...],
+    params: Params,
+    train: Dataset,
+    val: Dataset,
+    model_state: ModelState = None,
+) -> None:
     """The concrete labels against the model's outputs, where an objective knows how: the first
-    of ``fns`` with a ``check_labels(params, data, name)`` method (`jdl.train.classification`)."""
+    of ``fns`` with a ``check_labels(params, data, name)`` method (`jdl.train.classification`;
+    a stateful one is given ``Variables(params, model_state)``)."""
     if any(is_traced(d.y) or not isinstance(d.y, jax.Array | np.ndarray) for d in (train, val)):
         return
+    if model_state is not None:
+        params = Variables(params, model_state)
     for fn in fns:
         check = getattr(fn, "check_labels", None)
         if callable(check):
@@ -157,6 +166,7 @@ def check_functions(
     train: Dataset,
     val: Dataset,
     batch_size: int,
+    model_state: ModelState = None,
 ) -> None:
     """Runs ``loss_fn`` (and its gradient) on one batch's shapes and ``eval_fn`` on the
     validation data's with ``jax.eval_shape``: nothing is computed or compiled, and a function
@@ -167,6 +177,9 @@ def check_functions(
       params: the initial parameters (arrays or ``jax.ShapeDtypeStruct``s) of one member.
       key: the run's PRNG key (or its shape).
       train, val: the data sets; batch_size: the mini-batch size.
+      model_state: a stateful model's state (None: none); the functions are then checked
+        against the stateful contract (`jdl.types.StatefulLossFn`, `jdl.types.StatefulEvalFn`),
+        and the state the loss returns must have the structure and shapes of this one.
     """
     # The dtypes as compiled code sees them (float64 is float32 unless x64 is enabled).
     batch = jax.tree.map(
@@ -175,7 +188,7 @@ def check_functions(
         ),
         train,
     )
-    check_labels_of((loss_fn, eval_fn), params, train, val)
+    check_labels_of((loss_fn, eval_fn), params, train, val, model_state)
     val = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype)), val
     )
@@ -183,10 +196,21 @@ def check_functions(
     key = jax.eval_shape(step_key, key, 0)
     summary = _describe_params(params)
     on = f"a batch of {_describe_data(batch)} and params {summary}"
+    call, loss_of, eval_of = "loss_fn(params, batch, key)", loss_fn, eval_fn
+    if model_state is not None:
+        model_state = jax.eval_shape(lambda s: s, model_state)
+        on += f" and model_state {_describe_params(model_state)}"
+        call = "loss_fn(params, model_state, batch, key)"
+        loss_of, eval_of = _stateless_view(loss_fn, model_state, on), _stateless_eval(eval_fn)
+    else:
+        loss_of = lambda p, b, k, s: loss_fn(p, b, k)  # noqa: E731
+        eval_of = lambda p, d, s: eval_fn(p, d)  # noqa: E731
     try:
-        out = jax.eval_shape(loss_fn, params, batch, key)
+        out = jax.eval_shape(loss_of, params, batch, key, model_state)
+    except _StatefulLossError as err:
+        raise TypeError(str(err)) from None
     except Exception as err:
-        raise _boundary_error(err, f"loss_fn(params, batch, key) failed on {on}") from err
+        raise _boundary_error(err, f"{call} failed on {on}") from err
     if not (isinstance(out, tuple | list) and len(out) == 2):
         raise TypeError(
             "loss_fn must return a pair (loss, aux) of a scalar loss and a dict aux, got "
@@ -209,15 +233,58 @@ def check_functions(
             f"{_describe(aux)}"
         )
     try:
-        jax.eval_shape(jax.value_and_grad(loss_fn, has_aux=True), params, batch, key)
+        grad = jax.value_and_grad(loss_of, has_aux=True)
+        jax.eval_shape(grad, params, batch, key, model_state)
     except Exception as err:
         raise _boundary_error(
             err, f"loss_fn cannot be differentiated with respect to params {summary}"
         ) from err
+    call = "eval_fn(params, val)" if model_state is None else "eval_fn(params, model_state, val)"
     try:
-        evaluation = jax.eval_shape(eval_fn, params, val)
+        evaluation = jax.eval_shape(eval_of, params, val, model_state)
     except Exception as err:
         raise _boundary_error(
-            err, f"eval_fn(params, val) failed on val {_describe_data(val)} and params {summary}"
+            err, f"{call} failed on val {_describe_data(val)} and params {summary}"
         ) from err
     check_evaluation(evaluation)
+
+
+class _StatefulLossError(TypeError):
+    """A stateful loss that does not return ``(loss, (aux, model_state))`` of the same state."""
+
+
+def _stateless_view(loss_fn: LossFn, model_state: ModelState, on: str) -> LossFn:
+    """``loss_fn(params, model_state, batch, key)`` seen as ``(params, batch, key, state) ->
+    (loss, aux)`` for the checks, its returned state checked against ``model_state``'s shapes."""
+
+    def view(params: Params, batch: Dataset, key: jax.Array, state: ModelState) -> tuple:
+        out = loss_fn(params, state, batch, key)
+        if not (
+            isinstance(out, tuple | list)
+            and len(out) == 2
+            and isinstance(out[1], tuple | list)
+            and len(out[1]) == 2
+        ):
+            raise _StatefulLossError(
+                "a stateful loss_fn must return (loss, (aux, model_state)), got "
+                f"{_returned(out)} on {on}"
+            )
+        loss, (aux, new_state) = out
+        shapes = jax.tree.map(lambda a: (tuple(np.shape(a)), jnp.dtype(a.dtype)), model_state)
+        try:
+            same = jax.tree.map(lambda a: (tuple(np.shape(a)), jnp.dtype(a.dtype)), new_state)
+        except AttributeError:
+            same = None
+        if jax.tree.structure(new_state) != jax.tree.structure(model_state) or same != shapes:
+            raise _StatefulLossError(
+                "a stateful loss_fn must return the model state with the structure, shapes and "
+                f"dtypes it was given ({_describe_params(model_state)}), got "
+                f"{_describe_params(new_state)}"
+            )
+        return loss, aux
+
+    return view
+
+
+def _stateless_eval(eval_fn: EvalFn) -> EvalFn:
+    return lambda params, data, state: eval_fn(params, state, data)

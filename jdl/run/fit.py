@@ -18,7 +18,7 @@ from jdl.run.spec import RunSpec
 from jdl.run.tensorboard import TensorBoard
 from jdl.train.early_stopping import EarlyStopping
 from jdl.train.state import TrainState, init_state
-from jdl.types import EvalFn, LossFn, Metrics, Params
+from jdl.types import EvalFn, LossFn, Metrics, ModelState, Params
 
 __all__ = ["FitResult", "fit"]
 
@@ -34,12 +34,15 @@ class FitResult(NamedTuple):
         chunk), ``"time_s"`` (seconds since the start, compilation excluded), ``"train_loss"``
         and ``"val_" + k`` for each entry k of ``eval_fn``'s dict.
       interrupted: stopped by Ctrl-C; ``state`` holds what was trained until then.
+      best_model_state: the model state saved with ``best_params`` (running statistics;
+        ``state.stop.best_model_state``); None for a model without state.
     """
 
     state: TrainState
     best_params: Params
     history: dict[str, list[float]]
     interrupted: bool = False
+    best_model_state: ModelState = None
 
 
 class _Single:
@@ -111,7 +114,11 @@ def fit(
     Args:
       loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``; ``key`` is the step's PRNG key
         (dropout and other noise).
-      params: the initial parameters theta_0.
+      params: the initial parameters theta_0, or the `jdl.types.Variables` ``(theta_0, phi_0)``
+        of a model with state (`jdl.models.stateful`): the state phi_0 (BatchNorm's running
+        statistics) is then carried by every step, evaluated with, saved with the best
+        parameters and checkpointed, and ``loss_fn``/``eval_fn`` follow the stateful
+        contract (`jdl.types.StatefulLossFn`, `jdl.types.StatefulEvalFn`).
       optimizer: the optimizer, an ``optax.GradientTransformation``.
       train: the training set (mini-batches are drawn from it in compiled code).
       val: the validation set given to ``eval_fn``.
@@ -173,7 +180,7 @@ def fit(
         loss_fn=loss_fn,
     )
     state = init_state(params, optimizer, spec.rule(), key)
-    spec.check({}, state.params, state.key, train, val)
+    spec.check({}, state.params, state.key, train, val, state.model_state)
     train, val = jax.tree.map(jax.numpy.asarray, (train, val))
     lowered = jax.jit(spec.chunk({}, steps), donate_argnums=0).lower(state, train, val)
     ckpt = None
@@ -184,7 +191,7 @@ def fit(
             eval_every=eval_every,
             batch_size=batch_size,
             data=[train.x, train.y, val.x, val.y],
-            params=jax.tree.leaves(params),
+            params=jax.tree.leaves(params),  # with the model state of Variables
             key=np.asarray(jax.random.key_data(state.key)),
         )
         ckpt = Checkpoints(checkpoint_dir, fingerprint=print_)
@@ -211,4 +218,5 @@ def fit(
         for k, v in row.items():
             history.setdefault(k, []).append(float(v) if k != "step" else int(v))
     state = outcome.state
-    return FitResult(state, state.stop.best_params, history, outcome.interrupted)
+    stop = state.stop
+    return FitResult(state, stop.best_params, history, outcome.interrupted, stop.best_model_state)

@@ -12,7 +12,7 @@ from jdl.hyperparams import check_count
 from jdl.run.boundary import check_data, check_functions
 from jdl.train.chunk import ChunkFn, make_chunk
 from jdl.train.early_stopping import EarlyStopping, early_stopping
-from jdl.types import EvalFn, HParams, LossFn, Params
+from jdl.types import EvalFn, HParams, LossFn, ModelState, Params
 
 __all__ = ["RunSpec"]
 
@@ -30,14 +30,15 @@ class RunSpec:
     Attributes:
       optimizer: an ``optax.GradientTransformation``, or ``optimizer(hp) -> transformation``.
       eval_fn: ``eval_fn(params, data) -> dict`` of scalars containing ``"loss"``, the monitored
-        value.
+        value (``eval_fn(params, model_state, data)`` for a model with state).
       batch_size: the mini-batch size B.
       eval_every: the steps between two evaluations (one compiled chunk).
       early_stopping: the rule (`jdl.train.early_stopping`), or ``early_stopping(hp) -> rule``
         when its patience, patience increase or thresholds are hyper-parameters of a member
         (called with traced values); None keeps the best parameters and stops only on a
         non-finite loss.
-      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``, or
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)`` (for a model with state,
+        ``loss_fn(params, model_state, batch, key) -> (loss, (aux, model_state))``), or
       make_loss_fn: ``make_loss_fn(hp) -> loss_fn`` when the loss has hyper-parameters (a
         regularizer's weight); give exactly one of the two.
       make_eval_fn: ``make_eval_fn(hp) -> eval_fn`` for the validation set during training, when
@@ -117,15 +118,31 @@ class RunSpec:
             steps=steps,
         )
 
-    def check(self, hp: HParams, params: Params, key: object, train: Dataset, val: Dataset) -> None:
+    def check(
+        self,
+        hp: HParams,
+        params: Params,
+        key: object,
+        train: Dataset,
+        val: Dataset,
+        model_state: ModelState = None,
+    ) -> None:
         """The boundary's checks, before anything compiles: the data sets (`check_data`) and
-        the functions of ``hp`` on them (`check_functions`, abstractly)."""
+        the functions of ``hp`` on them (`check_functions`, abstractly; against the stateful
+        contract when ``model_state`` is not None)."""
         for name, data in (("train", train), ("val", val)):
             if not isinstance(data, Dataset):
                 raise TypeError(f"{name} must be a jdl.data.Dataset, got {type(data).__name__}")
         check_data(train, val, self.batch_size)
         check_functions(
-            self.loss(hp), self.evaluation(hp), params, key, train, val, self.batch_size
+            self.loss(hp),
+            self.evaluation(hp),
+            params,
+            key,
+            train,
+            val,
+            self.batch_size,
+            model_state,
         )
 
 

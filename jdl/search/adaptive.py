@@ -27,6 +27,7 @@ from jdl.hyperparams import check_count
 from jdl.run import Checkpoints, Progress, drive, fingerprint
 from jdl.run.driver import Row
 from jdl.train import EarlyStopping, TrainState, make_chunk, train_step
+from jdl.train.model_state import evaluate
 from jdl.types import EvalFn, LossFn, Metrics
 
 __all__ = ["AdaptiveHistory", "AdaptiveResult", "AdaptiveState", "make_adaptive", "run_adaptive"]
@@ -128,23 +129,24 @@ def make_adaptive(
         def fork(candidate: jax.Array) -> tuple[TrainState, jax.Array]:
             step_fn = train_step(loss_fn, optimizer(candidate), batch_size=probe_bs)
             s, _ = jax.lax.scan(lambda s, _: step_fn(s, probe), state, None, length=probe_steps)
-            score = jnp.asarray(eval_fn(s.params, probe)["loss"], jnp.float32)
+            score = evaluate(eval_fn, s.params, s.model_state, probe)["loss"]
+            score = jnp.asarray(score, jnp.float32)
             return s, jnp.where(jnp.isfinite(score) & ~s.stop.diverged, score, jnp.inf)
 
         candidates = lr * mult_j
         forks, scores = jax.vmap(fork)(candidates)
         best = jnp.argmin(scores)
-        chosen = jax.tree.map(
-            lambda leaf: leaf[best], (forks.step, forks.params, forks.opt_state, forks.stop)
-        )
+        carried = ("step", "params", "opt_state", "stop", "model_state")
+        chosen = jax.tree.map(lambda leaf: leaf[best], [getattr(forks, f) for f in carried])
         # A stopped run stays as it is (its copies were frozen anyway).
         frozen = state.stop.should_stop
         kept = jax.tree.map(
             lambda old, new: jnp.where(frozen, old, new),
-            (state.step, state.params, state.opt_state, state.stop),
+            [getattr(state, f) for f in carried],
             chosen,
         )
-        return TrainState(*kept, key=state.key), jnp.where(frozen, lr, candidates[best]), scores
+        new = state._replace(**dict(zip(carried, kept, strict=True)))
+        return new, jnp.where(frozen, lr, candidates[best]), scores
 
     def one_round(
         state: AdaptiveState, train: Dataset, val: Dataset, probe: Dataset

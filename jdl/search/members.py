@@ -35,7 +35,8 @@ from jdl.search.sharding import (
     replicate,
     to_host,
 )
-from jdl.types import HParams, Metrics, Params
+from jdl.train.model_state import evaluate
+from jdl.types import HParams, Metrics, ModelState, Params, Variables
 
 __all__ = ["Members", "PopulationRun"]
 
@@ -56,7 +57,11 @@ class Members:
         self._call = Programs(self._shardings)
         self._programs = PopulationPrograms(spec)
         self._init_fn = init_fn
-        self._param_shapes = jax.eval_shape(init_fn, jax.eval_shape(jax.random.key, 0))
+        # init_fn returns params, or Variables(params, model_state) for a model with state.
+        self._init_shapes = jax.eval_shape(init_fn, jax.eval_shape(jax.random.key, 0))
+        self._param_shapes, self._model_state_shapes = self._init_shapes, None
+        if isinstance(self._init_shapes, Variables):
+            self._param_shapes, self._model_state_shapes = self._init_shapes
         self._state_shapes: dict[tuple, Any] = {}
         self._seed_params: tuple[tuple[int, ...], Any] | None = None
 
@@ -106,11 +111,14 @@ class Members:
                 except (ValueError, TypeError) as e:
                     raise ValueError(f"configuration {config}: {e}") from None
         key = jax.random.split(jax.random.key(0))[1]
-        self.spec.check(pop.config(0), self._param_shapes, key, train, val)
+        self.spec.check(
+            pop.config(0), self._param_shapes, key, train, val, self._model_state_shapes
+        )
 
     def seed_params(self, pop: Population) -> Params:
-        """Each seed's initial parameters ``init_fn(k_init)``, stacked on the host (leaves
-        (S, ...)); the last population's are kept, since every slice of it starts from them."""
+        """Each seed's initial parameters ``init_fn(k_init)`` (`jdl.types.Variables` for a
+        model with state: each seed its own statistics), stacked on the host (leaves (S, ...));
+        the last population's are kept, since every slice of it starts from them."""
         seeds = tuple(int(s) for s in pop.seeds)
         if self._seed_params is None or self._seed_params[0] != seeds:
             init = [self._init_fn(jax.random.split(jax.random.key(s))[0]) for s in seeds]
@@ -161,7 +169,7 @@ class Members:
         replicated = NamedSharding(self.mesh, PartitionSpec())
         params = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
-            self._param_shapes,
+            self._init_shapes,
         )
         shapes_key = signature((hp, params, seeds))
         if shapes_key not in self._state_shapes:
@@ -170,7 +178,11 @@ class Members:
         # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
         one = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in pop.hparams}
         evaluation = jax.eval_shape(
-            lambda h, p, v: self.spec.evaluation(h)(p, v), one, self._param_shapes, val
+            lambda h, p, m, v: evaluate(self.spec.evaluation(h), p, m, v),
+            one,
+            self._param_shapes,
+            self._model_state_shapes,
+            val,
         )
         check_evaluation(evaluation)
         dtypes = {"train_loss": jnp.dtype(jnp.float32)}
@@ -247,15 +259,19 @@ class Members:
     def _advance_fn(self, steps: int | None, own_steps: bool = False) -> Callable:
         return functools.partial(self._programs.advance, steps=steps, own_steps=own_steps)
 
-    def evaluate(self, params: Params, data: Dataset) -> dict[str, jax.Array]:
-        """``eval_fn`` of every member's parameters (leaves (S, H', ...)), shape (S, H')."""
+    def evaluate(
+        self, params: Params, data: Dataset, model_state: ModelState = None
+    ) -> dict[str, jax.Array]:
+        """``eval_fn`` of every member's parameters (leaves (S, H', ...)), and model state
+        when the model has one, shape (S, H')."""
         (data,) = self.place(data)
-        return self._call("evaluate", self._programs.evaluate, params, data)
+        return self._call("evaluate", self._programs.evaluate, params, model_state, data)
 
     def copy_members(self, state: SearchState, source: Any, hparams: HParams) -> SearchState:
         """Member h of seed s becomes a copy of member ``source[s, h]`` of the same seed
-        (parameters, optimizer state, early-stopping state, steps) and takes ``hparams[.][s,
-        h]``; one compiled gather along the member axis, so nothing recompiles.
+        (parameters, model state, optimizer state, early-stopping state, steps) and takes
+        ``hparams[.][s, h]``; one compiled gather along the member axis, so nothing
+        recompiles.
         Used by successive halving and population-based training."""
         shardings = self._shardings(state.train.step)
         source = jax.device_put(np.asarray(source, np.int32), shardings)
@@ -296,7 +312,8 @@ class Members:
         padding dropped: a piece of `jdl.search.results.assemble`."""
         best = dict(state.at_best)
         if test is not None:
-            tested = self.evaluate(state.train.stop.best_params, test)
+            stop = state.train.stop
+            tested = self.evaluate(stop.best_params, test, stop.best_model_state)
             best.update({f"test_{k}": v for k, v in tested.items()})
         return gather(state.train, state.last, best, history, num_configs)
 

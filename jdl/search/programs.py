@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jdl.data import Dataset
 from jdl.run.spec import RunSpec
 from jdl.train import TrainState, init_state
+from jdl.train.model_state import evaluate
 from jdl.types import HParams, Params
 
 
@@ -24,8 +25,9 @@ class SearchState(NamedTuple):
     Attributes:
       hparams: name -> values, shape (S, H').
       train: the members' `TrainState`s: ``step`` of shape (S, H') (each member's own
-        optimizer steps), params / opt_state / stop with leaves (S, H', ...), and ``key`` of
-        shape (S,): members of one seed share their key, hence their data order.
+        optimizer steps), params / opt_state / stop / model_state with leaves (S, H', ...)
+        (each member its own running statistics), and ``key`` of shape (S,): members of one
+        seed share their key, hence their data order.
       clock: steps since the start, shape (); every member still training has taken exactly
         this many steps.
       last: the metrics of each member's last chunk before it stopped, shape (S, H').
@@ -52,7 +54,8 @@ class PopulationPrograms(NamedTuple):
         return init_state(params, self.spec.transformation(hp), self.spec.rule(hp), key)
 
     def init(self, hp: HParams, params: Params, seeds: jax.Array) -> TrainState:
-        """Every member at step 0: its seed's parameters (leaves (S, ...)) and run key
+        """Every member at step 0: its seed's parameters (leaves (S, ...); `jdl.types.Variables`
+        with the model state) and run key
         ``k_run`` (``k_init, k_run = split(key(seed))``), and its configuration's optimizer and
         early-stopping states."""
         keys = jax.vmap(lambda seed: jax.random.split(jax.random.key(seed))[1])(seeds)
@@ -66,6 +69,7 @@ class PopulationPrograms(NamedTuple):
         params: Params,
         opt_state: Any,
         stop: Any,
+        model_state: Any,
         key: jax.Array,
         clock: jax.Array,
         train: Dataset,
@@ -76,8 +80,9 @@ class PopulationPrograms(NamedTuple):
         # A live member has taken exactly `clock` steps; passing the shared, unbatched clock
         # (and the seed's key) keeps the batch gather out of the inner vmap. With `own_steps`
         # `clock` is the member's own step count instead (batched).
-        state, metrics = chunk(TrainState(clock, params, opt_state, stop, key), train, val)
-        return state.step, state.params, state.opt_state, state.stop, metrics
+        state = TrainState(clock, params, opt_state, stop, key, model_state)
+        state, metrics = chunk(state, train, val)
+        return state.step, state.params, state.opt_state, state.stop, state.model_state, metrics
 
     def advance(
         self,
@@ -98,12 +103,14 @@ class PopulationPrograms(NamedTuple):
         run started at step 0), for populations whose members started at different times
         (slots refilled by `reset`); the batch is then gathered per member."""
 
-        def member(hp, params, opt_state, stop, key, clock, train, val):
-            return self._member_chunk(hp, params, opt_state, stop, key, clock, train, val, steps)
+        def member(hp, params, opt_state, stop, model_state, key, clock, train, val):
+            return self._member_chunk(
+                hp, params, opt_state, stop, model_state, key, clock, train, val, steps
+            )
 
         at = 0 if own_steps else None
-        inner = jax.vmap(member, in_axes=(0, 0, 0, 0, None, at, None, None))
-        members = (hp, state.params, state.opt_state, state.stop)
+        inner = jax.vmap(member, in_axes=(0, 0, 0, 0, 0, None, at, None, None))
+        members = (hp, state.params, state.opt_state, state.stop, state.model_state)
         when = state.step if own_steps else clock
         if state.key.shape[0] == 1:
             # One seed: a single vmap (a size-1 outer one costs ~5% on CPU).
@@ -111,22 +118,23 @@ class PopulationPrograms(NamedTuple):
             out = inner(*first, state.key[0], when[0] if own_steps else clock, train, val)
             out = jax.tree.map(lambda a: a[None], out)
         else:
-            outer = jax.vmap(inner, in_axes=(0, 0, 0, 0, 0, at, None, None))
+            outer = jax.vmap(inner, in_axes=(0, 0, 0, 0, 0, 0, at, None, None))
             out = outer(*members, state.key, when, train, val)
-        step, params, opt_state, stop, metrics = out
+        step, params, opt_state, stop, model_state, metrics = out
         live = ~state.stop.should_stop
         step = jnp.where(live, step, state.step)
         last = {k: jnp.where(live, metrics[k], last[k]) for k in last}
         improved = stop.best_step != state.stop.best_step
         at_best = {k: jnp.where(improved, metrics[k], at_best[k]) for k in at_best}
         shown = {k: jnp.where(live, v, jnp.nan) for k, v in metrics.items()}
-        new = TrainState(step, params, opt_state, stop, state.key)
+        new = TrainState(step, params, opt_state, stop, state.key, model_state)
         return new, clock + self.spec.eval_every, last, at_best, shown
 
-    def evaluate(self, params: Params, data: Dataset) -> dict[str, jax.Array]:
-        return jax.vmap(jax.vmap(self.spec.eval_fn, in_axes=(0, None)), in_axes=(0, None))(
-            params, data
-        )
+    def evaluate(self, params: Params, model_state: Any, data: Dataset) -> dict[str, jax.Array]:
+        def member(params: Params, model_state: Any) -> dict[str, jax.Array]:
+            return evaluate(self.spec.eval_fn, params, model_state, data)
+
+        return jax.vmap(jax.vmap(member))(params, model_state)
 
     def copy(self, state: SearchState, source: jax.Array, hparams: HParams) -> SearchState:
         def take(leaf: jax.Array) -> jax.Array:
@@ -136,7 +144,9 @@ class PopulationPrograms(NamedTuple):
         moved = jax.tree.map(take, (train.step, train.params, train.opt_state, train.stop))
         return state._replace(
             hparams=hparams,
-            train=TrainState(*moved, key=train.key),
+            train=TrainState(
+                *moved, key=train.key, model_state=jax.tree.map(take, train.model_state)
+            ),
             last=jax.tree.map(take, state.last),
             at_best=jax.tree.map(take, state.at_best),
         )
@@ -150,8 +160,9 @@ class PopulationPrograms(NamedTuple):
         hparams: HParams,
     ) -> SearchState:
         """Members with ``fresh[s, h]`` start again from step 0 as new runs of
-        ``hparams[.][s, h]``: their seed's initial parameters ``params`` (leaves (S, ...)), a
-        new optimizer state and early-stopping state, no metrics yet; members with
+        ``hparams[.][s, h]``: their seed's initial parameters ``params`` (leaves (S, ...);
+        with the model state, as `init` takes them), a new optimizer state and early-stopping
+        state, no metrics yet; members with
         ``halt[s, h]`` stop where they are; the others are untouched. Every member takes
         ``hparams``."""
         init = jax.vmap(jax.vmap(self._member_init, in_axes=(0, None, None)))
@@ -166,14 +177,14 @@ class PopulationPrograms(NamedTuple):
         old = state.train
         moved = jax.tree.map(
             pick(fresh),
-            (new.step, new.params, new.opt_state, new.stop),
-            (old.step, old.params, old.opt_state, old.stop),
+            (new.step, new.params, new.opt_state, new.stop, new.model_state),
+            (old.step, old.params, old.opt_state, old.stop, old.model_state),
         )
-        step, params, opt_state, stop = moved
+        step, params, opt_state, stop, model_state = moved
         stop = stop._replace(should_stop=stop.should_stop | halt)
         return state._replace(
             hparams=hparams,
-            train=TrainState(step, params, opt_state, stop, old.key),
+            train=TrainState(step, params, opt_state, stop, old.key, model_state),
             last={k: _cleared(v, fresh) for k, v in state.last.items()},
             at_best={k: _cleared(v, fresh) for k, v in state.at_best.items()},
         )

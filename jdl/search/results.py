@@ -29,6 +29,9 @@ class Member(NamedTuple):
       params: its parameters at the end.
       best_val_loss: its best validation loss.
       steps: the optimizer steps it took.
+      best_model_state: the model state saved with ``best_params`` (its own running
+        statistics); None for a model without state.
+      model_state: its model state at the end; None for a model without state.
     """
 
     hparams: dict[str, float]
@@ -37,6 +40,8 @@ class Member(NamedTuple):
     params: Params
     best_val_loss: float
     steps: int
+    best_model_state: Any = None
+    model_state: Any = None
 
 
 class SearchResult(NamedTuple):
@@ -64,6 +69,9 @@ class SearchResult(NamedTuple):
         trained until then: ``steps`` says how far each member got, ``history`` is NaN after
         its last chunk, and ``population`` holds the configurations trained (with
         ``Search.run``'s ``members_per_chunk``, the slices that had run a chunk).
+      best_model_state: the model state saved with the best parameters, leaves (S, H, ...);
+        None for a model without state.
+      model_state: the final model state, leaves (S, H, ...); None without state.
     """
 
     population: Population
@@ -79,6 +87,8 @@ class SearchResult(NamedTuple):
     params: Params
     timing: dict[str, float]
     interrupted: bool = False
+    best_model_state: Params = None
+    model_state: Params = None
 
     def member(self, config: int, seed: int = 0) -> Member:
         """Member (seed, config) as a `Member`: configuration index ``config`` (into
@@ -100,6 +110,8 @@ class SearchResult(NamedTuple):
             params=take(self.params),
             best_val_loss=float(self.best_val_loss[seed, config]),
             steps=int(self.steps[seed, config]),
+            best_model_state=take(self.best_model_state),
+            model_state=take(self.model_state),
         )
 
 
@@ -135,6 +147,8 @@ def gather(
             "best": best,
             "best_params": stop.best_params,
             "params": train.params,
+            "best_model_state": stop.best_model_state,
+            "model_state": train.model_state,
         }
     )
     return _drop_padding({**host, "history": history}, num_configs)
@@ -150,8 +164,8 @@ def _drop_padding(host: dict, n: int) -> dict:
     out["history"] = [
         {k: v[:, :n] for k, v in m.items() if k not in ("step", "time_s")} for m in host["history"]
     ]
-    out["best_params"] = jax.tree.map(lambda a: a[:, :n], host["best_params"])
-    out["params"] = jax.tree.map(lambda a: a[:, :n], host["params"])
+    for name in ("best_params", "params", "best_model_state", "model_state"):
+        out[name] = jax.tree.map(lambda a: a[:, :n], host[name])
     return out
 
 
@@ -207,6 +221,8 @@ def assemble(
             "member_steps_per_s": member_steps / run_s if run_s > 0 else float("nan"),
         },
         interrupted=interrupted,
+        best_model_state=jax.tree.map(cat, *[p["best_model_state"] for p in pieces]),
+        model_state=jax.tree.map(cat, *[p["model_state"] for p in pieces]),
     )
 
 

@@ -68,7 +68,10 @@ class Search(Members):
     abstractly, before anything compiles.
 
     Args:
-      init_fn: ``init_fn(key) -> params``, the initial parameters of a seed.
+      init_fn: ``init_fn(key) -> params``, the initial parameters of a seed; for a model with
+        state (BatchNorm), ``init_fn(key) -> Variables(params, model_state)`` (the second
+        result of `jdl.models.stateful`): every member then carries its own model state, and
+        ``loss_fn``/``eval_fn`` follow the stateful contract.
       optimizer: ``optimizer(hparams) -> optax.GradientTransformation``; it receives traced
         scalars, e.g. ``lambda hp: jdl.optim.adam(hp["learning_rate"])``.
       loss_fn: the loss ``loss_fn(params, batch, key) -> (loss, aux)``, or

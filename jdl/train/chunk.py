@@ -10,6 +10,7 @@ import optax
 
 from jdl.data import Dataset, minibatch
 from jdl.train.early_stopping import EarlyStopping
+from jdl.train.model_state import evaluate
 from jdl.train.state import TrainState
 from jdl.train.step import batch_step, data_key
 from jdl.types import EvalFn, LossFn, Metrics
@@ -38,7 +39,9 @@ def make_chunk(
         e = \text{eval\_fn}(\theta, D_{val}), \qquad
         \text{stop} \leftarrow \text{es.update}(\text{stop}, e[\text{"loss"}], t, \theta),
 
-    where :math:`\text{step}` is `jdl.train.train_step` scanned :math:`C` = ``eval_every``
+    (with the model state :math:`\phi`, ``eval_fn(theta, phi, D_val)`` and ``es.update(...,
+    theta, phi)``, for a model that has one), where :math:`\text{step}` is
+    `jdl.train.train_step` scanned :math:`C` = ``eval_every``
     times with ``lax.scan`` and :math:`t` counts optimizer steps (so ``patience`` is in
     optimizer steps). ``chunk`` is pure: `jdl.run.fit` compiles ``jax.jit(chunk)``, a search
     ``jax.jit(jax.vmap(chunk))``, and the run driver calls it between chunks; ``optimizer``
@@ -50,12 +53,14 @@ def make_chunk(
     boundary.
 
     Args:
-      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``.
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``; for a state with a model state
+        (`jdl.types.StatefulLossFn`) ``loss_fn(params, model_state, batch, key) -> (loss,
+        (aux, model_state))``.
       optimizer: the optimizer.
       batch_size: mini-batch size (a Python int).
       eval_every: steps per chunk C >= 1 (a Python int).
       eval_fn: ``eval_fn(params, val) -> dict`` of scalars containing ``"loss"``, the
-        monitored value.
+        monitored value (``eval_fn(params, model_state, val)`` with a model state).
       early_stopping: the rule from `jdl.train.early_stopping`.
       steps: when given, steps at ``t >= steps`` are no-ops, so fixed-length chunks
         end a run of any length exactly.
@@ -95,8 +100,10 @@ def make_chunk(
             jnp.sum(jnp.where(active, losses, 0.0)) / jnp.maximum(n_active, 1),
             jnp.mean(losses),
         )
-        evaluation = eval_fn(state.params, val)
-        stop = early_stopping.update(state.stop, evaluation["loss"], state.step, state.params)
+        evaluation = evaluate(eval_fn, state.params, state.model_state, val)
+        stop = early_stopping.update(
+            state.stop, evaluation["loss"], state.step, state.params, state.model_state
+        )
         metrics = {"train_loss": train_loss}
         metrics.update({f"val_{k}": jnp.asarray(v) for k, v in evaluation.items()})
         return state._replace(stop=stop), metrics

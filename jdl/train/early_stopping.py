@@ -37,6 +37,8 @@ class EarlyStoppingState(NamedTuple):
       should_stop: true once training should stop; it stays true.
       diverged: true when it stopped because of a non-finite value or the divergence
         threshold (the training step sets it too on a non-finite training loss).
+      best_model_state: the model state at ``best_step`` (running statistics, saved with the
+        parameters they normalise); None for a model without state.
     """
 
     best_metric: jax.Array  # shape=(), float32
@@ -46,14 +48,15 @@ class EarlyStoppingState(NamedTuple):
     deadline: jax.Array  # shape=(), int32
     should_stop: jax.Array  # shape=(), bool
     diverged: jax.Array  # shape=(), bool
+    best_model_state: Any = None
 
 
 class EarlyStopping(NamedTuple):
-    """An early-stopping rule: ``init(params) -> state`` and
-    ``update(state, metric, step, params) -> state``, both pure."""
+    """An early-stopping rule: ``init(params, model_state=None) -> state`` and
+    ``update(state, metric, step, params, model_state=None) -> state``, both pure."""
 
-    init: Callable[[Params], EarlyStoppingState]
-    update: Callable[[EarlyStoppingState, ArrayLike, ArrayLike, Params], EarlyStoppingState]
+    init: Callable[..., EarlyStoppingState]
+    update: Callable[..., EarlyStoppingState]
 
 
 def early_stopping(
@@ -79,7 +82,9 @@ def early_stopping(
         m_t < m^* \;\Rightarrow\; m^* \leftarrow m_t,\; t^* \leftarrow t,\;
         \theta^* \leftarrow \theta_t,
 
-    and a non-finite :math:`m_t` is never a minimum. Only a *significant* new minimum extends
+    with the model state :math:`\phi^* \leftarrow \phi_t` of a model that has one (BatchNorm's
+    running statistics belong to the parameters they were gathered with); a non-finite
+    :math:`m_t` is never a minimum. Only a *significant* new minimum extends
     the deadline :math:`T`: one that beats :math:`r`, the metric at the last extension,
 
     .. math::
@@ -142,7 +147,7 @@ def early_stopping(
 
     Returns:
       An :class:`EarlyStopping` ``(init, update)`` pair; ``update(state, metric, step,
-      params)`` is pure and works under ``jax.jit`` and ``jax.vmap``.
+      params, model_state=None)`` is pure and works under ``jax.jit`` and ``jax.vmap``.
 
     Example::
 
@@ -187,7 +192,7 @@ def early_stopping(
             return metric < reference * factor
         return metric < reference - jnp.asarray(min_delta, jnp.float32)
 
-    def init(params: Params) -> EarlyStoppingState:
+    def init(params: Params, model_state: Any = None) -> EarlyStoppingState:
         return EarlyStoppingState(
             best_metric=jnp.asarray(sign * jnp.inf, jnp.float32),
             best_step=jnp.asarray(-1, jnp.int32),
@@ -196,10 +201,15 @@ def early_stopping(
             deadline=_to_step(jnp.asarray(start_step) + jnp.asarray(patience)),
             should_stop=jnp.asarray(False),
             diverged=jnp.asarray(False),
+            best_model_state=model_state,
         )
 
     def update(
-        state: EarlyStoppingState, metric: ArrayLike, step: ArrayLike, params: Params
+        state: EarlyStoppingState,
+        metric: ArrayLike,
+        step: ArrayLike,
+        params: Params,
+        model_state: Any = None,
     ) -> EarlyStoppingState:
         metric = jnp.asarray(metric, jnp.float32)
         step = jnp.asarray(step, jnp.int32)
@@ -227,16 +237,19 @@ def early_stopping(
             diverged = diverged | (jnp.isfinite(limit) & (metric > limit))
         diverged = diverged & ~state.should_stop
         should_stop = state.should_stop | diverged | (active & (step >= deadline))
+
+        def keep_best(new: Any, old: Any) -> Any:
+            return jax.tree.map(lambda a, b: jnp.where(new_best, a, b), new, old)
+
         return EarlyStoppingState(
             best_metric=jnp.where(new_best, metric, state.best_metric),
             best_step=jnp.where(new_best, step, state.best_step),
-            best_params=jax.tree.map(
-                lambda new, old: jnp.where(new_best, new, old), params, state.best_params
-            ),
+            best_params=keep_best(params, state.best_params),
             reference_metric=jnp.where(significant, metric, state.reference_metric),
             deadline=deadline,
             should_stop=should_stop,
             diverged=state.diverged | diverged,
+            best_model_state=keep_best(model_state, state.best_model_state),
         )
 
     return EarlyStopping(init, update)

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from jdl.train.early_stopping import EarlyStopping, EarlyStoppingState
-from jdl.types import Params
+from jdl.types import ModelState, Params, Variables
 
 
 class TrainState(NamedTuple):
@@ -27,6 +27,9 @@ class TrainState(NamedTuple):
       opt_state: the optimizer's state.
       stop: the early-stopping state (best parameters, deadline, should_stop, diverged).
       key: the run's PRNG key (never split and stored: per-step keys are derived).
+      model_state: the model's state beyond its parameters phi_t (BatchNorm's running
+        statistics), updated by every training step; None for a model without state (last,
+        with a default, so that states built by position keep working).
     """
 
     step: jax.Array  # shape=(), int32
@@ -34,6 +37,7 @@ class TrainState(NamedTuple):
     opt_state: optax.OptState
     stop: EarlyStoppingState
     key: jax.Array  # a PRNG key
+    model_state: ModelState = None
 
 
 def init_state(
@@ -43,10 +47,12 @@ def init_state(
     key: jax.Array | int,
 ) -> TrainState:
     """The state of a run at step 0: ``TrainState(0, theta_0, optimizer.init(theta_0),
-    es.init(theta_0), key)``.
+    es.init(theta_0, phi_0), key, phi_0)``.
 
     Args:
-      params: the initial parameters theta_0 (a pytree of arrays).
+      params: the initial parameters theta_0 (a pytree of arrays), or a model's
+        `jdl.types.Variables` ``(theta_0, phi_0)`` (`jdl.models.stateful`): its model state phi_0
+        is carried in ``model_state``.
       optimizer: the optimizer.
       early_stopping: the early-stopping rule (see `jdl.train.early_stopping`).
       key: a PRNG key (``jax.random.key(seed)``) or an int seed.
@@ -71,14 +77,22 @@ def init_state(
         key = jax.random.key(int(key))
     elif not isinstance(key, jax.Array):
         raise TypeError(f"key must be a PRNG key or an int seed, got {type(key).__name__}")
-    # Own copies of the parameters and the key: a compiled chunk may donate the state.
+    model_state = None
+    if isinstance(params, Variables):
+        params, model_state = params
+        if model_state is None:
+            raise TypeError("Variables.model_state must be a pytree of arrays, got None")
+        model_state = jax.tree.map(jnp.array, model_state)
+    # Own copies of the parameters, state and key: a compiled chunk may donate the state.
     params = jax.tree.map(jnp.array, params)
+    copy = jax.tree.map(jnp.array, (params, model_state))
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     key = jax.random.clone(key) if typed else jnp.array(key)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=optimizer.init(params),
-        stop=early_stopping.init(jax.tree.map(jnp.array, params)),
+        stop=early_stopping.init(*copy),
         key=key,
+        model_state=model_state,
     )

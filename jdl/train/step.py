@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jdl.data import Dataset, minibatch
+from jdl.train.model_state import loss_and_grad
 from jdl.train.state import TrainState
 from jdl.types import LossFn
 
@@ -36,13 +37,17 @@ def batch_step(
         \theta_{t+1} = \theta_t + u_t, \quad t \leftarrow t + 1,
 
     with the loss key :math:`k_t = \text{fold\_in}(\text{fold\_in}(k, 1), t)` derived from
-    the run's key. A frozen run (``state.stop.should_stop`` set, or ``t >= steps``) is
-    returned unchanged (selected with ``jnp.where``, so a population under ``vmap`` freezes
-    member by member). A non-finite :math:`L_t` does not apply the update; it sets
-    ``should_stop`` and ``diverged`` instead.
+    the run's key. A model with state (``state.model_state`` not None) is trained with the
+    stateful contract, ``(L_t, (a_t, \phi_{t+1})), g_t = (\ell, \nabla_\theta \ell)(\theta_t,
+    \phi_t; B_t, k_t)``, and carries its new state :math:`\phi_{t+1}` (BatchNorm's running
+    statistics) with the parameters. A frozen run (``state.stop.should_stop`` set, or
+    ``t >= steps``) is returned unchanged (selected with ``jnp.where``, so a population under
+    ``vmap`` freezes member by member). A non-finite :math:`L_t` does not apply the update
+    (nor change the model state); it sets ``should_stop`` and ``diverged`` instead.
 
     Args:
-      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``.
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``, or for a state with a model
+        state ``loss_fn(params, model_state, batch, key) -> (loss, (aux, model_state))``.
       optimizer: the optimizer (its hyper-parameters may be traced values).
       steps: when given, steps at ``t >= steps`` are no-ops.
 
@@ -52,10 +57,12 @@ def batch_step(
     References:
       optax's ``GradientTransformation`` / ``apply_updates`` protocol.
     """
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step_fn(state: TrainState, batch: Dataset) -> tuple[TrainState, jax.Array]:
-        (loss, _aux), grads = grad_fn(state.params, batch, step_key(state.key, state.step))
+        # The contract follows the state's structure (None: stateless), fixed when tracing.
+        grad_fn = loss_and_grad(loss_fn, state.model_state)
+        key = step_key(state.key, state.step)
+        (loss, _aux, model_state), grads = grad_fn(state.params, state.model_state, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss)
@@ -63,16 +70,16 @@ def batch_step(
         if steps is not None:
             frozen = frozen | (state.step >= steps)
         keep = frozen | ~finite
-        step, params, opt_state = jax.tree.map(
+        step, params, opt_state, model_state = jax.tree.map(
             lambda old, upd: jnp.where(keep, old, upd),
-            (state.step, state.params, state.opt_state),
-            (state.step + 1, params, opt_state),
+            (state.step, state.params, state.opt_state, state.model_state),
+            (state.step + 1, params, opt_state, model_state),
         )
         blown = ~frozen & ~finite
         stop = state.stop._replace(
             should_stop=state.stop.should_stop | blown, diverged=state.stop.diverged | blown
         )
-        return TrainState(step, params, opt_state, stop, state.key), loss
+        return TrainState(step, params, opt_state, stop, state.key, model_state), loss
 
     return step_fn
 
@@ -99,10 +106,11 @@ def train_step(
     A frozen run (``state.stop.should_stop`` set, or ``t >= steps``) is returned unchanged
     (selected with ``jnp.where``, so a population under ``vmap`` freezes member by member).
     A non-finite :math:`L_t` does not apply the update; it sets ``should_stop`` and
-    ``diverged`` instead.
+    ``diverged`` instead. A model state is carried as in `batch_step`.
 
     Args:
-      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``.
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``, or the stateful contract of
+        `batch_step`.
       optimizer: the optimizer (its hyper-parameters may be traced values).
       batch_size: mini-batch size B (a Python int: it fixes a shape).
       steps: when given, steps at ``t >= steps`` are no-ops (whole chunks of a fixed

@@ -65,3 +65,18 @@ def test_bad_flags_exit_with_status_2(argv, message, capsys):
 
 def test_training_set_size_known_before_loading_matches_the_data():
     assert len(mnist1d().train.y) == weight_sharing.TRAIN_EXAMPLES
+
+
+def test_batch_norm_cnn_is_searched_as_a_model_with_state():
+    import jax
+
+    from jdl.types import Variables
+
+    cfg = weight_sharing.parse_args(["--batch-norm", "--out", "unused"])
+    assert cfg.batch_norm
+    search, size = weight_sharing._search(cfg, weight_sharing.make_model(cfg, "cnn"))
+    # BatchNorm adds a scale and a shift per channel of each of the 3 convolutions.
+    assert size == 8010 + 3 * 2 * cfg.channels
+    variables = jax.eval_shape(search._init_fn, jax.random.key(0))
+    assert isinstance(variables, Variables)
+    assert sorted(variables.model_state["norms"][0]) == ["mean", "var"]

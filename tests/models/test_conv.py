@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from jdl import data as jdl_data
-from jdl.models import Conv, ConvNet, functional
+from jdl.models import Conv, ConvNet, functional, stateful
 from jdl.optim import adam
 from jdl.run import fit
 from jdl.train import classification
@@ -143,14 +143,23 @@ def test_dropout_only_in_training_mode():
     assert not np.allclose(a, b) and not np.allclose(a, apply_fn(params, x))
 
 
-def test_batch_norm_works_in_nnx_and_is_refused_by_functional():
+def test_batch_norm_goes_through_stateful_as_in_nnx():
     cnn = reference_cnn(batch_norm=True)
+    apply_fn, variables = stateful(cnn)  # before the NNX call below changes cnn's statistics
     x = jax.random.normal(jax.random.key(0), (8, 40))
     before = cnn.norms[0].mean[...]
-    assert cnn(x).shape == (8, 10)
-    assert not np.allclose(cnn.norms[0].mean[...], before)  # training mode updates the stats
-    # Documented: functional has no model state yet. When it gains it, this test changes.
-    with pytest.raises(TypeError, match="BatchStat"):
+    y = cnn(x)  # NNX training mode: batch statistics, running ones updated in place
+    assert not np.allclose(cnn.norms[0].mean[...], before)
+    y_jdl, new = jax.jit(apply_fn)(*variables, x, key=jax.random.key(1))
+    np.testing.assert_allclose(y_jdl, y, rtol=1e-5, atol=1e-6)
+    for i, norm in enumerate(cnn.norms):
+        np.testing.assert_allclose(new["norms"][i]["mean"], norm.mean[...], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(new["norms"][i]["var"], norm.var[...], rtol=1e-5, atol=1e-7)
+    cnn.eval()  # evaluation mode: the running statistics
+    y_eval, same = jax.jit(apply_fn)(variables.params, new, x)
+    np.testing.assert_allclose(y_eval, cnn(x), rtol=1e-5, atol=1e-6)
+    assert same is not None and not np.allclose(y_eval, y_jdl)
+    with pytest.raises(TypeError, match="stateful"):
         functional(cnn)
 
 
