@@ -4,7 +4,8 @@
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
         [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
         [--export-best DIR]
-        [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
+        [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]
+        [--join-timeout S]]
 
 Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
 digits data with `jdl.search.Search` (one ``jit(vmap(...))`` over the whole population, sharded
@@ -40,6 +41,7 @@ from experiments.cli import (
     DIGITS_TRAIN_EXAMPLES,
     OPTIMIZER_NAMES,
     Parser,
+    coordinator,
     hidden_sizes,
     joined,
 )
@@ -85,6 +87,7 @@ class Config:
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    join_timeout: int = 300  # seconds
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -107,7 +110,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--devices",
         type=int,
         default=d.devices,
-        help="devices to shard the members over; None: all (on a CPU host, one per core)",
+        help=(
+            "devices to shard the members over; None: all (on a CPU host, one per core); with "
+            "--distributed: this process's CPU devices, and the search uses every process's"
+        ),
     )
     p.add_output_arguments(d.out)
     p.add_argument(
@@ -125,9 +131,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
         action="store_true",
         help="join a multi-host run (jax.distributed.initialize) before anything else",
     )
-    p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
+    p.add_argument(
+        "--coordinator", type=coordinator, default=None, help="HOST:PORT of process 0 (multi-host)"
+    )
     p.add_argument("--num-processes", type=int, default=None, help="processes (multi-host)")
     p.add_argument("--process-id", type=int, default=None, help="this process (multi-host)")
+    p.add_argument(
+        "--join-timeout",
+        type=int,
+        default=d.join_timeout,
+        help="seconds to wait for the other processes (multi-host)",
+    )
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -149,6 +163,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                 f"need --num-processes >= 1 and 0 <= --process-id < --num-processes, got "
                 f"{a.num_processes} and {a.process_id}"
             )
+    p.require_positive_ints(a, "join_timeout")
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
 
@@ -189,13 +204,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     cfg = parse_args(argv)
     if cfg.distributed:
-        initialize_distributed(cfg.coordinator, cfg.num_processes, cfg.process_id)
+        try:
+            initialize_distributed(
+                cfg.coordinator, cfg.num_processes, cfg.process_id, timeout_s=cfg.join_timeout
+            )
+        except ValueError as e:  # a peer missing, or the processes disagree
+            Parser(prog=PROG).error(str(e))
     # On a CPU-only host each core becomes a device (the search shards its members over them);
     # this must precede JAX's first computation, and changes nothing once JAX is running.
     use_cpu_cores(cfg.devices)
-    if cfg.devices is not None and cfg.devices > len(jax.devices()):
+    if cfg.devices is not None and cfg.devices > len(jax.local_devices()):
         Parser(prog=PROG).error(
-            f"--devices {cfg.devices} but only {len(jax.devices())} devices are available"
+            f"--devices {cfg.devices} but only {len(jax.local_devices())} devices are available"
         )
     splits = digits(seed=0)
     if cfg.standardize:
@@ -220,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         early_stopping=early_stopping(
             cfg.patience, divergence_threshold=2.0 * math.log(NUM_CLASSES)
         ),
-        devices=cfg.devices,
+        devices=None if cfg.distributed else cfg.devices,
     )
     pop = population({"learning_rate": log_grid(cfg.lr_min, cfg.lr_max, cfg.num_lrs)}, cfg.seeds)
     start = time.perf_counter()

@@ -14,12 +14,13 @@ from jdl.search.adaptive import (
     make_adaptive,
     run_adaptive,
 )
+from jdl.search.distributed import initialize_distributed
 from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import Halving, HalvingResult, rank_scores, successive_halving
 from jdl.search.pbt import PBT, PBTResult, population_based_training
 from jdl.search.results import Member, SearchResult
 from jdl.search.search import Search, SearchState
-from jdl.search.sharding import initialize_distributed, member_mesh, use_cpu_cores
+from jdl.search.sharding import member_mesh, use_cpu_cores
 
 __all__ = [
     "PBT",
