@@ -304,6 +304,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "diverged",
     ]
     table = format_table(rows, columns) if cfg.seeds == 1 else format_table(per_lr, seed_columns)
+    if cfg.export_best is not None:
+        # Every process takes part in the save (orbax synchronizes them); process 0 writes.
+        h = int(np.flatnonzero(pop.hparams["learning_rate"] == best["learning_rate"])[0])
+        seed = int(np.argmin(np.where(result.diverged[:, h], np.inf, result.best_val_loss[:, h])))
+        member = result.member(h, seed)
+        save_params(cfg.export_best, member.best_params)
     if jax.process_index() == 0:
         with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
             write_json(folder / "results.json", results)
@@ -329,12 +335,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         print(f"wrote {out}/results.json, results.csv, lr_curve.{cfg.format}, curves.{cfg.format}")
         if cfg.export_best is not None:
-            h = int(np.flatnonzero(pop.hparams["learning_rate"] == best["learning_rate"])[0])
-            seed = int(
-                np.argmin(np.where(result.diverged[:, h], np.inf, result.best_val_loss[:, h]))
-            )
-            member = result.member(h, seed)
-            save_params(cfg.export_best, member.best_params)
             print(
                 f"wrote the parameters of the best member (learning rate "
                 f"{member.hparams['learning_rate']:.4g}, seed {member.seed}) to {cfg.export_best}"

@@ -241,7 +241,9 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
     """Writes a pytree of parameters to the folder ``path`` with orbax, atomically (a
     temporary folder renamed when complete); an existing ``path`` is replaced.
 
-    `load_params` reads it back, for example to continue training with `jdl.run.fit`."""
+    `load_params` reads it back, for example to continue training with `jdl.run.fit`. With
+    several processes every process calls it with the same ``params`` (orbax synchronizes
+    them, and process 0 writes); called on one process only, it waits for the others."""
     path = os.path.abspath(os.fspath(path))
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(path, params, force=True)
