@@ -25,6 +25,12 @@ every chunk (and on Ctrl-C): the same command again resumes where it stopped, ev
 kill, and ends with the uninterrupted search's results; a checkpoint of another configuration
 is refused. ``--export-best DIR`` writes the best member's early-stopped parameters
 (`jdl.run.save_params`; read them with `jdl.run.load_params` and continue with `jdl.run.fit`).
+
+``--distributed`` joins several processes (`jdl.search.initialize_distributed`): start the same
+command in each, with its own ``--process-id``; ``--devices`` is then each process's number of
+CPU devices, and the search uses every process's devices. Process 0 prints and writes the
+files; a peer missing after ``--join-timeout`` seconds or processes that disagree exit with
+status 2 and one line.
 """
 
 from __future__ import annotations
