@@ -147,13 +147,15 @@ def member_sharding(mesh: Mesh, ndim: int, axis: int = 0) -> NamedSharding:
 def put(tree: Any, shardings: Any) -> Any:
     """Places every leaf with its sharding (a tree of shardings, or one for every leaf).
 
-    Leaves already placed so stay as they are. With one process this is ``jax.device_put``.
-    With several, every process holds the same host value and writes only the shards of its
-    own devices (``jax.make_array_from_callback``): no transfer between processes, and no
-    comparison of the values across processes, which ``device_put`` makes (and which fails on
-    NaN, since NaN != NaN). A leaf that is already a global array is resharded by
-    ``device_put``.
+    With one process this is ``jax.device_put``. With several, a leaf already placed so stays
+    as it is, a global array is resharded by ``device_put``, and of a host value (the same on
+    every process) each process writes only its own devices' shards
+    (``jax.make_array_from_callback``): no transfer between processes, and no comparison of the
+    values across processes, which ``device_put`` makes (and which fails on NaN: NaN != NaN).
+    `jdl.search.distributed.check_same` checks once that the processes agree.
     """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
     if isinstance(shardings, jax.sharding.Sharding):
         shardings = jax.tree.map(lambda _: shardings, tree)
 
@@ -161,10 +163,8 @@ def put(tree: Any, shardings: Any) -> Any:
         if isinstance(leaf, jax.Array):
             if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
                 return leaf
-            if jax.process_count() == 1 or not leaf.is_fully_addressable:
+            if not leaf.is_fully_addressable:
                 return jax.device_put(leaf, sharding)
-        elif jax.process_count() == 1:
-            return jax.device_put(leaf, sharding)
         host = np.asarray(leaf)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
