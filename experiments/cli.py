@@ -241,3 +241,16 @@ def positive_numbers(text: str) -> tuple[float, ...]:
     if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"values must be positive numbers, got {text!r}")
     return values
+
+
+def coordinator(text: str) -> str:
+    """A coordinator address ``HOST:PORT`` (``[v6]:PORT`` for IPv6), port in [1, 65535]; the
+    check of `jdl.search.distributed.parse_coordinator`, here without importing JAX."""
+    host, _, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+    plain = host and not any(c in host for c in ":[] \t")
+    if not (bracketed or plain) or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT with a port in [1, 65535], such as 127.0.0.1:1234, got {text!r}"
+        )
+    return text

@@ -5,7 +5,8 @@
         [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
         [--export-best DIR] [--tensorboard DIR] [--scheduler {grid,random,halving,asha,pbt}]
         [--budget MEMBER_STEPS]
-        [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
+        [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]
+        [--join-timeout S]]
 
 Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
 digits data with `jdl.search.Search` (one ``jit(vmap(...))`` over the whole population, sharded
@@ -30,6 +31,12 @@ every chunk (and on Ctrl-C): the same command again resumes where it stopped, ev
 kill, and ends with the uninterrupted search's results; a checkpoint of another configuration
 is refused. ``--export-best DIR`` writes the best member's early-stopped parameters
 (`jdl.run.save_params`; read them with `jdl.run.load_params` and continue with `jdl.run.fit`).
+
+``--distributed`` joins several processes (`jdl.search.initialize_distributed`): start the same
+command in each, with its own ``--process-id``; ``--devices`` is then each process's number of
+CPU devices, and the search uses every process's devices. Process 0 prints and writes the
+files; a peer missing after ``--join-timeout`` seconds or processes that disagree exit with
+status 2 and one line.
 """
 
 from __future__ import annotations
@@ -42,173 +49,15 @@ from pathlib import Path
 from typing import Any
 
 from experiments import cli
-from experiments.cli import (
-    DIGITS_TRAIN_EXAMPLES,
-    OPTIMIZER_NAMES,
-    Parser,
-    hidden_sizes,
-    joined,
+from experiments.cli import Parser
+from experiments.lr_search_cli import (
+    GOOD,
+    MEMBER_KEYS,
+    NUM_CLASSES,
+    PROG,
+    eval_period,
+    parse_args,
 )
-
-PROG = "python -m experiments.lr_search"
-GOOD = 1.25  # the good range: mean best validation loss <= GOOD x the best one
-OPTIMIZERS = tuple(sorted(OPTIMIZER_NAMES))
-NUM_CLASSES = 10
-MEMBER_KEYS = (
-    "learning_rate",
-    "seed",
-    "final_train_loss",
-    "best_val_loss",
-    "best_step",
-    "val_accuracy",
-    "test_accuracy",
-    "stopped_early",
-    "diverged",
-)
-
-
-SCHEDULERS = ("grid", "random", "halving", "asha", "pbt")
-NEEDS_TWO = ("halving", "asha", "pbt")  # they compare slots
-
-
-def check_scheduler(kind: str, num_lrs: int, steps: int, every: int) -> str | None:
-    """What is wrong with this combination of flags, in one line, or None."""
-    rungs = max(1, math.ceil(math.log2(max(num_lrs, 1)) - 1e-9))
-    unit = {"halving": rungs * every, "asha": every, "pbt": 5 * every}.get(kind, 1)
-    if kind in NEEDS_TWO and num_lrs < 2:
-        return f"--scheduler {kind} compares slots: it needs --num-lrs >= 2, got {num_lrs}"
-    if steps % unit:
-        return f"--scheduler {kind} needs --steps a multiple of {unit} (whole chunks), got {steps}"
-    return None
-
-
-def eval_period(steps: int) -> int:
-    """Steps between two evaluations: a twentieth of the run."""
-    return max(1, steps // 20)
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """The search: optimizer, log grid of learning rates, seeds, training and devices."""
-
-    optimizer: str = "adam"
-    lr_min: float = 1e-4
-    lr_max: float = 1.0
-    num_lrs: int = 16
-    seeds: int = 1
-    steps: int = 1000
-    batch_size: int = 128
-    hidden: tuple[int, ...] = (128, 128)
-    patience: int = 200  # in optimizer steps
-    standardize: bool = False
-    devices: int | None = None  # None: every device
-    out: str = "runs/lr_search"
-    checkpoint_dir: str | None = None
-    export_best: str | None = None
-    tensorboard: str | None = None
-    overwrite: bool = False
-    format: str = "png"  # of the figures
-    distributed: bool = False
-    coordinator: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
-    scheduler: str = "grid"
-    budget: int | None = None  # member-steps; None: num_lrs x seeds x steps
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    """The `Config` from command-line arguments; bad input exits with status 2 and one line."""
-    d = Config()
-    p = Parser(prog=PROG, doc=__doc__)
-    p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--lr-min", type=float, default=d.lr_min, help="smallest learning rate")
-    p.add_argument("--lr-max", type=float, default=d.lr_max, help="largest learning rate")
-    p.add_argument("--num-lrs", type=int, default=d.num_lrs, help="learning rates (log grid)")
-    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per learning rate")
-    p.add_argument(
-        "--steps", type=int, default=None, help=f"steps per member ({d.steps}; or from --budget)"
-    )
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
-    p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
-    p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
-    p.add_argument(
-        "--standardize", action="store_true", help="standardize inputs (training statistics)"
-    )
-    p.add_argument(
-        "--devices",
-        type=int,
-        default=d.devices,
-        help="devices to shard the members over; None: all (on a CPU host, one per core)",
-    )
-    p.add_output_arguments(d.out)
-    p.add_argument(
-        "--checkpoint-dir",
-        default=None,
-        help="save the search after every chunk; the same command resumes from it",
-    )
-    p.add_argument(
-        "--tensorboard",
-        default=None,
-        help="write every member's curves and the hyper-parameters to this TensorBoard folder",
-    )
-    p.add_argument(
-        "--export-best",
-        default=None,
-        help="write the best member's parameters to this folder (jdl.run.load_params)",
-    )
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="join a multi-host run (jax.distributed.initialize) before anything else",
-    )
-    p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
-    p.add_argument("--num-processes", type=int, default=None, help="processes (multi-host)")
-    p.add_argument("--process-id", type=int, default=None, help="this process (multi-host)")
-    p.add_argument(
-        "--scheduler", default=d.scheduler, help=f"how the slots are used: {', '.join(SCHEDULERS)}"
-    )
-    p.add_argument(
-        "--budget", type=int, default=None, help="member-steps in all (not with grid or --steps)"
-    )
-    a = p.parse_args(argv)
-    if a.scheduler not in SCHEDULERS:
-        p.error(f"unknown scheduler {a.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    if a.budget is not None:
-        if a.scheduler == "grid":
-            p.error("--budget applies to --scheduler random, halving, asha or pbt, not grid")
-        if a.steps is not None:
-            p.error("give --steps or --budget, not both (steps = budget / (num_lrs x seeds))")
-        p.require_positive_ints(a, "budget", "num_lrs", "seeds")
-        a.steps = a.budget // (a.num_lrs * a.seeds)
-        if a.steps < 1:
-            p.error(f"--budget {a.budget} is less than one step for each of the members")
-    elif a.steps is None:
-        a.steps = d.steps
-    if a.optimizer not in OPTIMIZERS:
-        p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    p.require_positive_numbers(a, "lr_min", "lr_max")
-    p.require_ordered(a, "lr_min", "lr_max")
-    p.require_positive_ints(a, "num_lrs", "seeds", "steps", "batch_size", "patience")
-    p.require_batch_size(a.batch_size, DIGITS_TRAIN_EXAMPLES)
-    wrong = check_scheduler(a.scheduler, a.num_lrs, a.steps, eval_period(a.steps))
-    if wrong is not None:
-        p.error(wrong)
-    if a.devices is not None:
-        p.require_positive_ints(a, "devices")
-    p.require_output(a)
-    multi = (a.coordinator, a.num_processes, a.process_id)
-    if any(v is not None for v in multi):
-        if not a.distributed:
-            p.error("--coordinator, --num-processes and --process-id need --distributed")
-        if any(v is None for v in multi):
-            p.error("give --coordinator, --num-processes and --process-id together")
-        if a.num_processes < 1 or not 0 <= a.process_id < a.num_processes:
-            p.error(
-                f"need --num-processes >= 1 and 0 <= --process-id < --num-processes, got "
-                f"{a.num_processes} and {a.process_id}"
-            )
-    return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
-
 
 if __name__ == "__main__":
     cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
@@ -248,13 +97,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     cfg = parse_args(argv)
     if cfg.distributed:
-        initialize_distributed(cfg.coordinator, cfg.num_processes, cfg.process_id)
+        try:
+            initialize_distributed(
+                cfg.coordinator, cfg.num_processes, cfg.process_id, timeout_s=cfg.join_timeout
+            )
+        except ValueError as e:  # a peer missing, or the processes disagree
+            Parser(prog=PROG).error(str(e))
     # On a CPU-only host each core becomes a device (the search shards its members over them);
     # this must precede JAX's first computation, and changes nothing once JAX is running.
     use_cpu_cores(cfg.devices)
-    if cfg.devices is not None and cfg.devices > len(jax.devices()):
+    if cfg.devices is not None and cfg.devices > len(jax.local_devices()):
         Parser(prog=PROG).error(
-            f"--devices {cfg.devices} but only {len(jax.devices())} devices are available"
+            f"--devices {cfg.devices} but only {len(jax.local_devices())} devices are available"
         )
     splits = digits(seed=0)
     if cfg.standardize:
@@ -279,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         early_stopping=early_stopping(
             cfg.patience, divergence_threshold=2.0 * math.log(NUM_CLASSES)
         ),
-        devices=cfg.devices,
+        devices=None if cfg.distributed else cfg.devices,
     )
     start = time.perf_counter()
     try:
@@ -357,6 +211,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     final = result._replace(population=held)
     kind = "learning rate" if cfg.scheduler == "grid" else f"{cfg.scheduler} slot"
     table = format_table(rows, columns) if cfg.seeds == 1 else format_table(per_lr, seed_columns)
+    if cfg.export_best is not None:
+        # Every process takes part in the save (orbax synchronizes them); process 0 writes.
+        held = (lr == best["learning_rate"]) & ~result.diverged
+        seed, h = np.unravel_index(
+            np.argmin(np.where(held, result.best_val_loss, np.inf)), lr.shape
+        )
+        member = result.member(int(h), int(seed))
+        save_params(cfg.export_best, member.best_params)
     if jax.process_index() == 0:
         with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
             write_json(folder / "results.json", results)
@@ -382,12 +244,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         print(f"wrote {out}/results.json, results.csv, lr_curve.{cfg.format}, curves.{cfg.format}")
         if cfg.export_best is not None:
-            held = (lr == best["learning_rate"]) & ~result.diverged
-            seed, h = np.unravel_index(
-                np.argmin(np.where(held, result.best_val_loss, np.inf)), lr.shape
-            )
-            member = result.member(int(h), int(seed))
-            save_params(cfg.export_best, member.best_params)
             print(
                 f"wrote the parameters of the best member (learning rate "
                 f"{lr[seed, h]:.4g}, seed {member.seed}) to {cfg.export_best}"

@@ -6,7 +6,8 @@ every member's parameters, optimizer state, early-stopping state and keys) and
 run's fingerprint). Orbax writes each checkpoint to a temporary directory and renames it when
 complete, so a run killed at any moment, a save included, leaves only complete checkpoints;
 the last two are kept, and a latest one that cannot be read is skipped with a warning for the
-one before it. With several processes each saves and restores its own shards of the state.
+one before it. With several processes each saves and restores its own shards of the state,
+and orbax writes the JSON record once (process 0) and has every process read it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 __all__ = [
     "Checkpoints",
@@ -50,7 +52,7 @@ def fingerprint(**parts: Any) -> dict[str, str]:
         if isinstance(value, jax.stages.Lowered):
             h.update(value.as_text().encode())
         elif isinstance(value, np.ndarray | jax.Array):
-            value = np.asarray(value)
+            value = _host(value)
             h.update(str((value.shape, value.dtype)).encode())
             h.update(np.ascontiguousarray(value).tobytes())
         elif isinstance(value, list | tuple) and any(
@@ -63,6 +65,17 @@ def fingerprint(**parts: Any) -> dict[str, str]:
         return h.hexdigest()
 
     return {name: digest(value) for name, value in parts.items()}
+
+
+def _host(value: np.ndarray | jax.Array) -> np.ndarray:
+    """The whole array on the host: a global array split over several processes is gathered
+    (every process computes the fingerprint, in the same order), never read by ``np.asarray``,
+    which would fail."""
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        if value.is_fully_replicated:
+            return np.asarray(value.addressable_data(0))
+        return multihost_utils.process_allgather(value, tiled=True)
+    return np.asarray(value)
 
 
 def _is_typed_key(x: Any) -> bool:
@@ -228,7 +241,9 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
     """Writes a pytree of parameters to the folder ``path`` with orbax, atomically (a
     temporary folder renamed when complete); an existing ``path`` is replaced.
 
-    `load_params` reads it back, for example to continue training with `jdl.run.fit`."""
+    `load_params` reads it back, for example to continue training with `jdl.run.fit`. With
+    several processes every process calls it with the same ``params`` (orbax synchronizes
+    them, and process 0 writes); called on one process only, it waits for the others."""
     path = os.path.abspath(os.fspath(path))
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(path, params, force=True)

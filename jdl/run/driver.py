@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -135,7 +136,8 @@ def drive(
       scheduler: the hook between chunks, or None.
       checkpoints: where to save and resume from, or None.
       checkpoint_every: chunks between two checkpoints.
-      progress: show a tqdm bar; or a bar to update (its count so far is an offset).
+      progress: show a tqdm bar (on process 0 of several); or a bar to update (its count so
+        far is an offset).
       callback: called after each chunk (the state is donated to the next chunk: copy what
         you keep).
 
@@ -156,7 +158,8 @@ def drive(
     if isinstance(progress, tqdm):
         bar, offset, owned = progress, progress.n, contextlib.nullcontext()
     else:
-        bar = tqdm(total=total_steps, disable=not progress, unit="step")
+        # One bar for a run of several processes: process 0's.
+        bar = tqdm(total=total_steps, disable=not progress or jax.process_index() > 0, unit="step")
         offset, owned = 0, bar
     if history:
         bar.update(offset + history[-1]["step"] - bar.n)

@@ -18,6 +18,7 @@ from jdl.search.adaptive import (
     run_adaptive,
 )
 from jdl.search.asha import ASHA, ASHAResult, asha
+from jdl.search.distributed import initialize_distributed
 from jdl.search.folds import Folds, fold_summary, kfold
 from jdl.search.grid import HParams, Population, log_grid, population, product, zipped
 from jdl.search.halving import Halving, HalvingResult, rank_scores, successive_halving
@@ -34,7 +35,7 @@ from jdl.search.samplers import (
     uniform,
 )
 from jdl.search.search import Search, SearchState
-from jdl.search.sharding import initialize_distributed, member_mesh, use_cpu_cores
+from jdl.search.sharding import member_mesh, use_cpu_cores
 
 __all__ = [
     "ASHA",

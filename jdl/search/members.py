@@ -32,6 +32,7 @@ from jdl.search.sharding import (
     member_sharding,
     pad_members,
     padded_size,
+    put,
     replicate,
     to_host,
 )
@@ -160,7 +161,7 @@ class Members:
         # Host-side NumPy for the small arrays: no eager JAX operation (each would compile).
         hp = pad_members({k: v.astype(np.float32) for k, v in pop.hparams.items()}, size)
         hp = {k: np.broadcast_to(v, (num_seeds, size)) for k, v in hp.items()}
-        hp = jax.device_put(hp, self._shardings(hp))
+        hp = put(hp, self._shardings(hp))
         # The seeds as jax.random.key reads a Python int (its low 32 bits).
         seeds = replicate(pop.seeds.astype(np.uint32), self.mesh)
         valid = replicate(np.arange(size) < num_configs, self.mesh)
@@ -192,8 +193,8 @@ class Members:
             for k, d in dtypes.items()
         }
         at_best = {k: v for k, v in last.items() if k.startswith("val_")}
-        last = jax.device_put(last, self._shardings(last))
-        at_best = jax.device_put(at_best, self._shardings(at_best))  # own buffers: donated
+        last = put(last, self._shardings(last))
+        at_best = put(at_best, self._shardings(at_best))  # own buffers: donated
         if ahead is not None:
             # Compile the chunk in the background while the members are initialised (the
             # critical path of a first run: it starts before any eager computation).
@@ -274,9 +275,9 @@ class Members:
         recompiles.
         Used by successive halving and population-based training."""
         shardings = self._shardings(state.train.step)
-        source = jax.device_put(np.asarray(source, np.int32), shardings)
+        source = put(np.asarray(source, np.int32), shardings)
         hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
-        hparams = jax.device_put(hparams, self._shardings(state.hparams))
+        hparams = put(hparams, self._shardings(state.hparams))
         return self._call("copy", self._programs.copy, state, source, hparams, donate=(0,))
 
     def reset_members(

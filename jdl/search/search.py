@@ -33,6 +33,7 @@ from jdl.data import Dataset
 from jdl.hyperparams import check_count
 from jdl.run import Checkpoints, RunSpec, Scheduler, drive, fingerprint
 from jdl.run.tensorboard import TensorBoard
+from jdl.search.distributed import check_same
 from jdl.search.grid import Population
 from jdl.search.members import Members, PopulationRun
 from jdl.search.programs import SearchState
@@ -164,7 +165,8 @@ class Search(Members):
           members_per_chunk: train at most this many configurations (times the S seeds) at
             once, for a population too large for memory; None: all at once.
           progress: show a tqdm progress bar between chunks (steps, members training /
-            stopped / diverged, the best validation loss so far and its hyper-parameters).
+            stopped / diverged, the best validation loss so far and its hyper-parameters), on
+            process 0 of several.
           checkpoint_dir: where to save the whole population (every member's state, the
             history, the scheduler's log) every ``checkpoint_every`` chunks, at the end and on
             Ctrl-C; the same call again resumes from it and ends with the uninterrupted
@@ -228,7 +230,11 @@ class Search(Members):
                     if bar is None:  # after a checkpoint's checks: their errors come first
                         total = len(slices) * steps
                         bar = stack.enter_context(
-                            tqdm(total=total, disable=not progress, unit="step")
+                            tqdm(
+                                total=total,
+                                disable=not progress or jax.process_index() > 0,
+                                unit="step",
+                            )
                         )
                     with checkpoints as ckpt:
                         outcome = drive(
@@ -282,12 +288,13 @@ class Search(Members):
         scheduler: Scheduler | None,
         own_steps: bool = False,
     ) -> contextlib.AbstractContextManager[Checkpoints | None]:
-        """The checkpoints of one slice's run, with the fingerprint of its configuration."""
-        if folder is None:
+        """The checkpoints of one slice's run, with the fingerprint of its configuration; with
+        several processes, refuses a run whose processes disagree on it (`check_same`)."""
+        if folder is None and jax.process_count() == 1:
             return contextlib.nullcontext()
-        place = self.place(train, val)
+        # What the processes must agree on (checked when there are several), and with the
+        # program, what makes a checkpoint this run's.
         print_ = fingerprint(
-            program=self.lowered_advance(state, *place, steps, own_steps),
             hparams=[pop.hparams[k] for k in sorted(pop.hparams)],
             names=sorted(pop.hparams),
             seeds=pop.seeds,
@@ -299,6 +306,12 @@ class Search(Members):
             devices=self.num_devices,
             scheduler=None if scheduler is None else scheduler.config,
         )
+        if folder is None:
+            check_same(print_)
+            return contextlib.nullcontext()
+        place = self.place(train, val)
+        print_ = fingerprint(program=self.lowered_advance(state, *place, steps, own_steps)) | print_
+        check_same(print_)
         checkpoints = Checkpoints(folder, fingerprint=print_)
         try:
             checkpoints.verify()

@@ -7,9 +7,11 @@ is dropped from the results. The data sets are replicated on every device. Nothi
 changes: ``jit`` partitions the vmapped program by the shardings of its inputs, and each device
 trains its own members, so the results equal the single-device ones.
 
-Several hosts join with `initialize_distributed` (``jax.distributed.initialize``) before any
-other JAX call; ``jax.devices()`` then lists every host's devices and the same program runs on
-all of them.
+Several processes join with `jdl.search.initialize_distributed` (``jax.distributed.initialize``)
+before any other JAX call; ``jax.devices()`` then lists every process's devices and the same
+program runs on all of them. Each process then holds only its own devices' shards: host values
+(identical on every process) are placed by `put`, each process writing its own shards, and
+`to_host` gathers the shards of the others.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "MEMBER_AXIS",
-    "initialize_distributed",
     "member_mesh",
     "member_sharding",
     "pad_members",
     "padded_size",
+    "put",
     "replicate",
     "to_host",
     "use_cpu_cores",
@@ -39,60 +41,6 @@ __all__ = [
 
 MEMBER_AXIS = "members"
 """Name of the mesh axis that the population is split over."""
-
-
-def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-    local_device_ids: Sequence[int] | None = None,
-) -> None:
-    """Joins this process to a multi-host run: ``jax.distributed.initialize(...)``.
-
-    Call it once per process, before any other JAX call. Every process then sees the devices
-    of all hosts in ``jax.devices()``; a search built afterwards shards its population over all
-    of them (each host runs the members on its own devices), and every process gets the whole
-    result. Without arguments JAX detects the cluster (Cloud TPU, SLURM, Open MPI, Kubernetes);
-    elsewhere give the three values explicitly, the same coordinator on every host::
-
-        initialize_distributed("10.0.0.1:1234", num_processes=2, process_id=0)  # on host 0
-        initialize_distributed("10.0.0.1:1234", num_processes=2, process_id=1)  # on host 1
-
-    Args:
-      coordinator_address: ``"host:port"`` of process 0, reachable from every process.
-      num_processes: the number of processes N >= 1.
-      process_id: this process's rank in [0, N).
-      local_device_ids: the devices of this host that this process uses (default: all).
-
-    Raises:
-      ValueError: ``num_processes`` < 1 or ``process_id`` outside [0, num_processes), or only
-        some of the three values given.
-
-    References:
-      JAX, "Multi-host and multi-process environments",
-      https://docs.jax.dev/en/latest/multi_process.html
-    """
-    given = [v is not None for v in (coordinator_address, num_processes, process_id)]
-    if any(given) and not all(given):
-        raise ValueError(
-            "give coordinator_address, num_processes and process_id together (or none of them "
-            "to let JAX detect the cluster)"
-        )
-    if num_processes is not None:
-        if isinstance(num_processes, bool) or not isinstance(num_processes, int):
-            raise ValueError(f"num_processes must be an int >= 1, got {num_processes!r}")
-        if num_processes < 1:
-            raise ValueError(f"num_processes must be >= 1, got {num_processes}")
-        if isinstance(process_id, bool) or not isinstance(process_id, int):
-            raise ValueError(f"process_id must be an int, got {process_id!r}")
-        if not 0 <= process_id < num_processes:
-            raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}")
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address,
-        num_processes=num_processes,
-        process_id=process_id,
-        local_device_ids=local_device_ids,
-    )
 
 
 def use_cpu_cores(num_devices: int | None = None) -> bool:
@@ -196,17 +144,69 @@ def member_sharding(mesh: Mesh, ndim: int, axis: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*spec))
 
 
+def put(tree: Any, shardings: Any) -> Any:
+    """Places every leaf with its sharding (a tree of shardings, or one for every leaf).
+
+    With one process this is ``jax.device_put``. With several, a leaf already placed so stays
+    as it is, a global array is resharded by ``device_put``, and of a host value (the same on
+    every process) each process writes only its own devices' shards
+    (``jax.make_array_from_callback``): no transfer between processes, and no comparison of the
+    values across processes, which ``device_put`` makes (and which fails on NaN: NaN != NaN).
+    `jdl.search.distributed.check_same` checks once that the processes agree.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+    if isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree.map(lambda _: shardings, tree)
+
+    def place(leaf: Any, sharding: jax.sharding.Sharding) -> jax.Array:
+        if isinstance(leaf, jax.Array):
+            if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+                return leaf
+            if not leaf.is_fully_addressable:
+                return jax.device_put(leaf, sharding)
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place, tree, shardings)
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf, whole, on every device of the mesh (for the data sets and keys)."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def to_host(tree: Any) -> Any:
     """Every leaf as a NumPy array holding all members, on every process.
 
-    One process: ``np.asarray``; several: ``multihost_utils.process_allgather``, since a host
-    holds only its own devices' members.
+    A leaf held whole by this process (one process, or a replicated array) is read from its
+    own devices; the leaves split over several processes are gathered in one compiled
+    program (an identity whose outputs are replicated: one all-gather per leaf), so every
+    process gets the whole population. Every process must call it, in the same order.
     """
-    if jax.process_count() == 1:
-        return jax.tree.map(np.asarray, tree)
-    return multihost_utils.process_allgather(tree, tiled=True)
+    leaves, treedef = jax.tree.flatten(tree)
+    split = [
+        isinstance(leaf, jax.Array)
+        and not leaf.is_fully_addressable
+        and not leaf.is_fully_replicated
+        for leaf in leaves
+    ]
+    named = [i for i, s in enumerate(split) if s and isinstance(leaves[i].sharding, NamedSharding)]
+    if named:
+        shardings = tuple(NamedSharding(leaves[i].sharding.mesh, PartitionSpec()) for i in named)
+        gathered = jax.jit(_identity, out_shardings=shardings)(tuple(leaves[i] for i in named))
+        for i, leaf in zip(named, gathered, strict=True):
+            leaves[i] = leaf
+    host = [
+        multihost_utils.process_allgather(leaf, tiled=True)
+        if s and i not in named
+        else np.asarray(leaf.addressable_data(0))
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
+        else np.asarray(leaf)
+        for i, (leaf, s) in enumerate(zip(leaves, split, strict=True))
+    ]
+    return jax.tree.unflatten(treedef, host)
+
+
+def _identity(x: Any) -> Any:
+    return x

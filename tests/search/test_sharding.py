@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jdl.search.sharding import initialize_distributed, pad_members, padded_size
+from jdl.search import initialize_distributed
+from jdl.search.sharding import pad_members, padded_size
 
 ROOT = Path(__file__).resolve().parents[2]
 
