@@ -48,6 +48,7 @@ if __name__ == "__main__":
     cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
@@ -65,14 +66,27 @@ from jdl.train import classification, early_stopping
 Splits = tuple[Dataset, Dataset, Dataset]  # the training subset, validation and test sets
 
 
+def noisy_labels(train: Dataset, fraction: float, seed: int, classes: int = 10) -> Dataset:
+    """``train`` with round(fraction n) labels, chosen at random, replaced by another class
+    (uniform over the other classes): the validation and test labels stay clean."""
+    rng = np.random.default_rng(seed)
+    y = np.array(train.y)
+    flip = rng.choice(y.size, size=round(fraction * y.size), replace=False)
+    y[flip] = (y[flip] + rng.integers(1, classes, size=flip.size)) % classes
+    return Dataset(train.x, jnp.asarray(y, train.y.dtype))
+
+
 def load(cfg: Config, prog: str) -> Splits:
-    """The stratified training subset of ``cfg.train_size`` digits, validation and test sets;
-    a subset larger than the training split exits with status 2."""
+    """The stratified training subset of ``cfg.train_size`` digits (``cfg.label_noise`` of its
+    labels replaced by another class), validation and test sets; a subset larger than the
+    training split exits with status 2."""
     data = digits(seed=cfg.data_seed)
     try:
         train = stratified_subset(data.train, cfg.train_size, seed=cfg.data_seed)
     except ValueError as e:
         Parser(prog=prog).error(f"--train-size: {e}")
+    if cfg.label_noise:
+        train = noisy_labels(train, cfg.label_noise, cfg.data_seed)
     return train, data.val, data.test
 
 
