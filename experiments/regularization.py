@@ -18,19 +18,21 @@ theta) + log p(theta) from a draw of p = N(0, sigma^2 I)), the Jacobian penalty 
 (unbiased one-probe estimate), the output penalty lambda ||y||^2 on the logits, the penalty
 lambda ||dy/dw||_F^2 on the sensitivity to the weights (on the first 10 examples of each batch:
 it costs one backward pass per output) and early stopping. The definitions live in
-`experiments.regularization_cli` (methods, grids, flags) and `experiments.regularization_methods`
-(losses, searches, table). Every coefficient of a method's grid, crossed with ``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives every member
-the same initial parameters and data order); the coefficient with the best mean validation
-accuracy is chosen and its test accuracy reported, mean and spread (sample standard deviation)
-over the seeds. No regularization, L2, L1, Gaussian noise and the output penalty share one
-search (one compiled program, the unused terms weighted by 0); worst-of-k, the unconstrained
-noise and the two Jacobian penalties, whose terms cost more, have their own; dropout's rate fixes the model's structure, so
-each rate is a search. Early stopping restores, per run, the parameters of the lowest
-validation loss seen during the unregularized run (patience longer than the run): its
-hyper-parameter, the training time, is chosen on the validation set run by run. The other
-methods report their final parameters. The verdict takes the method of best validation accuracy
-and says whether its test accuracy beats no regularization by more than the seed spread (the
-larger of the two standard deviations), and lists every method that does.
+`experiments.regularization_cli` (methods, grids, flags) and
+`experiments.regularization_methods` (losses, searches, table). Every coefficient of a method's
+grid, crossed with ``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives
+every member the same initial parameters and data order); the coefficient with the best mean
+validation accuracy is chosen and its test accuracy reported, mean and spread (sample standard
+deviation) over the seeds. No regularization, L2, L1, Gaussian noise and the output penalty
+share one search (one compiled program, the unused terms weighted by 0); worst-of-k, the
+unconstrained noise and the two Jacobian penalties, whose terms cost more, have their own;
+dropout's rate fixes the model's structure, so each rate is a search. Early stopping restores,
+per run, the parameters of the lowest validation loss seen during the unregularized run
+(patience longer than the run): its hyper-parameter, the training time, is chosen on the
+validation set run by run. The other methods report their final parameters. The verdict takes
+the method of best validation accuracy and says whether its test accuracy beats no
+regularization by more than the seed spread (the larger of the two standard deviations), and
+lists every method that does.
 
 Writes into ``--out``: ``capacity.png``, ``regularizers.png`` (accuracy per method; validation
 accuracy against each coefficient) and ``results.json`` with ``config``, ``capacity`` (per
