@@ -1,15 +1,20 @@
 """Under- and overfitting: MLPs of increasing width on a small digits subset.
 
     python -m experiments.capacity [--train-size 200] [--steps 1500] [--batch-size 50]
-        [--learning-rate 1e-2] [--eval-every 50] [--seeds 5] [--widths 2,8,32,128,512]
-        [--data-seed 0] [--out DIR]
+        [--learning-rate 1e-2] [--eval-every 50] [--seeds 5] [--widths 1,2,4,8,12,16,32,128,512]
+        [--label-noise 0.2] [--data-seed 0] [--out DIR]
 
 MLPs 64-w-10 of increasing width w trained with Adam for ``--steps`` on a stratified subset of
-``--train-size`` digits, each width with ``--seeds`` seeds in one vmapped `jdl.search.Search`
-(seed s gives every member the same data order). The training loss (whole subset) and
-validation loss of the final parameters against w give the course's underfitting / good fit /
-overfitting picture (``capacity.png``, left), and the validation curves over training show the
-overfitting in time (right).
+``--train-size`` digits, ``--label-noise`` of whose labels are replaced by another class (the
+validation and test labels stay clean), each width with ``--seeds`` seeds in one vmapped
+`jdl.search.Search` (seed s gives every member the same data order). The noisy labels make the
+overfitting visible: the validation loss falls, then rises while the widening network learns to
+fit the noise (the course's U), and falls again once the network is wide enough to interpolate
+the noise smoothly ("double descent": Belkin, Hsu, Ma, Mandal, PNAS 2019; Nakkiran et al., ICLR
+2020). ``u_shape`` in the results names the U's bottom and top widths. The training loss (whole
+subset) and validation loss of the final parameters against w give the course's underfitting /
+good fit / overfitting picture (``capacity.png``, left), and the validation curves over training
+show the overfitting in time (right).
 
 Writes into ``--out``: ``capacity.png`` and ``results.json`` with ``config``, ``capacity`` (per
 width: parameters, final training / validation loss, best validation loss and step, validation
@@ -178,6 +183,25 @@ def study(cfg: Config, splits: Splits) -> dict[str, Any]:
         "rows": rows,
         "steps": result.history["step"].tolist(),
         "best_width": best["width"],
+        "u_shape": u_shape([r["width"] for r in rows], [r["val_loss"]["mean"] for r in rows]),
+    }
+
+
+def u_shape(widths: list[int], losses: list[float]) -> dict[str, Any] | None:
+    """The first U of the validation loss against the width: its first local minimum (the
+    best fit of the classical regime) and the highest loss at a larger width before the loss
+    falls below that minimum again (the overfitting peak); None if the loss never rises."""
+    bottom = next((i for i in range(len(losses) - 1) if losses[i + 1] > losses[i]), None)
+    if bottom is None:
+        return None
+    end = next((j for j in range(bottom + 1, len(losses)) if losses[j] < losses[bottom]), None)
+    top = max(range(bottom + 1, len(losses) if end is None else end), key=losses.__getitem__)
+    return {
+        "bottom_width": widths[bottom],
+        "bottom_val_loss": losses[bottom],
+        "top_width": widths[top],
+        "top_val_loss": losses[top],
+        "rise": losses[top] / losses[bottom] - 1,
     }
 
 
@@ -191,16 +215,20 @@ def plot(capacity: dict[str, Any], path: Path) -> None:
         std = np.array([r[key]["std"] for r in rows])
         ax.plot(widths, mean, "o-", label=f"{label} loss (final)")
         ax.fill_between(widths, mean - std, mean + std, alpha=0.2)
-    best = capacity["best_width"]
-    ax.axvline(best, color="gray", ls="--", lw=1)
+    u = capacity["u_shape"]
+    good, over = (u["bottom_width"], u["top_width"]) if u else (capacity["best_width"], None)
+    ax.axvline(good, color="gray", ls="--", lw=1)
     ax.text(0.02, 0.6, "underfitting", transform=ax.transAxes, ha="left")
-    ax.text(best, 0.9, "good fit", transform=ax.get_xaxis_transform(), ha="center")
-    ax.text(0.98, 0.6, "overfitting", transform=ax.transAxes, ha="right")
+    ax.text(good, 0.9, "good fit", transform=ax.get_xaxis_transform(), ha="center")
+    if over is not None:
+        ax.axvline(over, color="gray", ls=":", lw=1)
+        ax.text(over, 0.8, "overfitting", transform=ax.get_xaxis_transform(), ha="center")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("hidden width w (MLP 64-w-10)")
     ax.set_ylabel("cross-entropy")
-    ax.set_title("capacity: final training and validation loss")
+    noise = capacity.get("label_noise", 0.0)
+    ax.set_title(f"capacity: final losses ({noise:.0%} of training labels wrong)")
     ax.legend(loc="lower left")
     for r in rows:
         ax_t.plot(capacity["steps"], r["val_curve"], label=f"w = {r['width']}")
@@ -220,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     splits = load(cfg, PROG)
     capacity = study(cfg, splits)
+    capacity["label_noise"] = cfg.label_noise
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(splits[0].x.shape[0]),
@@ -238,6 +267,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['val_loss']['mean']:>10.4f}{r['val_accuracy']['mean']:>14.4f}"
         )
     print(f"best width (final validation loss): {capacity['best_width']}")
+    if (u := capacity["u_shape"]) is not None:
+        print(
+            f"U: validation loss {u['bottom_val_loss']:.3f} at width {u['bottom_width']} rises "
+            f"to {u['top_val_loss']:.3f} at width {u['top_width']} ({u['rise']:+.0%})"
+        )
     print(f"wrote {out}/capacity.{cfg.format}, results.json")
     return results
 

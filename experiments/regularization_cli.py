@@ -58,6 +58,9 @@ GRID_FIELD = {
 class Config(capacity_cli.Config):
     """The capacity study's training and sweep, the regularized model and the grids."""
 
+    # The regularizers are compared on clean labels, with the capacity sweep of before.
+    widths: tuple[int, ...] = (2, 8, 32, 128, 512)
+    label_noise: float = 0.0
     hidden: int = 256
     l2: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
     l1: tuple[float, ...] = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3)

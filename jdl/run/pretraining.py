@@ -89,8 +89,9 @@ def pretrain_layerwise(
     with C the corruption ``noise`` at level nu_k (masking or salt-and-pepper probability, or
     Gaussian sigma), l the squared error (``"mse"``, per unit) or the per-unit cross-entropy
     (``"bce"``, the codes lie in [0, 1]), separate encoder and decoder weights W_k and V_k
-    (``tied=True``: V_k = W_k^T, counted once in the weight decay). Each stage is a `jdl.run.fit` run with early
-    stopping on the validation reconstruction error of a fixed corrupted validation set; its
+    (``tied=True``: V_k = W_k^T, counted once in the weight decay). Each stage is a
+    `jdl.run.fit` run with early stopping on the validation reconstruction error of a fixed
+    corrupted validation set; its
     best parameters give the next stage's input h_k = sigmoid(W_k^T h_{k-1} + b_k) (clean).
 
     Args:
