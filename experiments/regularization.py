@@ -16,8 +16,8 @@ L2 or L1 penalty on the kernels, dropout, Gaussian input noise, worst-of-k Gauss
 draws per example, train on the worst), adaptive unconstrained noise (one ascent step on l(x +
 theta) + log p(theta) from a draw of p = N(0, sigma^2 I)), the Jacobian penalty ||dy/dx||_F^2
 (unbiased one-probe estimate), the output penalty lambda ||y||^2 on the logits, the penalty
-lambda ||dy/dw||_F^2 on the sensitivity to the weights (on the first 10 examples of each batch:
-it costs one backward pass per output) and early stopping. The definitions live in
+lambda ||dy/dw||_F^2 on the sensitivity to the weights (unbiased one-probe estimate on the first
+10 examples of each batch) and early stopping. The definitions live in
 `experiments.regularization_cli` (methods, grids, flags) and
 `experiments.regularization_methods` (losses, searches, table). Every coefficient of a method's
 grid, crossed with ``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives
