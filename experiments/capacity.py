@@ -210,26 +210,35 @@ def plot(capacity: dict[str, Any], path: Path) -> None:
     rows = capacity["rows"]
     fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     widths = [r["width"] for r in rows]
-    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+    # Training loss on a log axis (it falls by decades), validation loss on a linear one on
+    # the right, so that its U is not flattened.
+    ax_v = ax.twinx()
+    for axis, key, label, color in (
+        (ax, "train_loss", "training", "C0"),
+        (ax_v, "val_loss", "validation", "C1"),
+    ):
         mean = np.array([r[key]["mean"] for r in rows])
         std = np.array([r[key]["std"] for r in rows])
-        ax.plot(widths, mean, "o-", label=f"{label} loss (final)")
-        ax.fill_between(widths, mean - std, mean + std, alpha=0.2)
+        side = ", right axis" if axis is ax_v else ""
+        axis.plot(widths, mean, "o-", color=color, label=f"{label} loss (final{side})")
+        axis.fill_between(widths, mean - std, mean + std, color=color, alpha=0.2)
+    ax_v.set_ylabel("validation cross-entropy", color="C1")
     u = capacity["u_shape"]
     good, over = (u["bottom_width"], u["top_width"]) if u else (capacity["best_width"], None)
     ax.axvline(good, color="gray", ls="--", lw=1)
-    ax.text(0.02, 0.6, "underfitting", transform=ax.transAxes, ha="left")
-    ax.text(good, 0.9, "good fit", transform=ax.get_xaxis_transform(), ha="center")
+    ax.text(0.02, 0.5, "underfitting", transform=ax.transAxes, ha="left")
+    ax.text(good, 0.95, "good fit", transform=ax.get_xaxis_transform(), ha="center")
     if over is not None:
         ax.axvline(over, color="gray", ls=":", lw=1)
-        ax.text(over, 0.8, "overfitting", transform=ax.get_xaxis_transform(), ha="center")
+        ax.text(over, 0.88, "overfitting", transform=ax.get_xaxis_transform(), ha="center")
+    handles = ax.get_legend_handles_labels()[0] + ax_v.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="lower left")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("hidden width w (MLP 64-w-10)")
-    ax.set_ylabel("cross-entropy")
+    ax.set_ylabel("training cross-entropy (log)", color="C0")
     noise = capacity.get("label_noise", 0.0)
     ax.set_title(f"capacity: final losses ({noise:.0%} of training labels wrong)")
-    ax.legend(loc="lower left")
     for r in rows:
         ax_t.plot(capacity["steps"], r["val_curve"], label=f"w = {r['width']}")
     ax_t.set_xlabel("step")
