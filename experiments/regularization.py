@@ -2,10 +2,10 @@
 
     python -m experiments.regularization [--train-size 200] [--hidden 256] [--steps 1500]
         [--batch-size 50] [--learning-rate 1e-2] [--eval-every 50] [--seeds 5]
-        [--widths 2,8,32,128,512] [--label-noise 0] [--l2 1e-6,...,1e-2] [--l1 1e-7,...,1e-3]
-        [--dropout 0.25,0.5] [--sigma 0.1,0.2,0.4] [--worst-sigma 0.1,0.2,0.4] [--k 4]
+        [--widths 2,8,32,128,512] [--label-noise 0] [--l2 1e-8,...,1e-2] [--l1 1e-9,...,1e-3]
+        [--dropout 0.1,0.25,0.5] [--sigma 0.1,0.2,0.4] [--worst-sigma 0.1,0.2,0.4] [--k 4]
         [--unconstrained-sigma 0.1,0.2,0.4] [--jacobian 1e-4,1e-3,1e-2]
-        [--output 1e-4,...,1e-1] [--weight-jacobian 1e-5,1e-4,1e-3]
+        [--output 1e-4,...,1e-1] [--weight-jacobian 1e-6,...,1e-3]
         [--methods none,l2,l1,dropout,gaussian_noise,...] [--data-seed 0] [--out DIR]
 
 Part 1 is the capacity study of `experiments.capacity` (``capacity.png``): MLPs 64-w-10 of

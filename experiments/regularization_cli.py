@@ -62,16 +62,16 @@ class Config(capacity_cli.Config):
     widths: tuple[int, ...] = (2, 8, 32, 128, 512)
     label_noise: float = 0.0
     hidden: int = 256
-    l2: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-    l1: tuple[float, ...] = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
-    dropout: tuple[float, ...] = (0.25, 0.5)
+    l2: tuple[float, ...] = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    l1: tuple[float, ...] = (1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+    dropout: tuple[float, ...] = (0.1, 0.25, 0.5)
     sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
     worst_sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
     k: int = 4
     unconstrained_sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
     jacobian: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     output: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
-    weight_jacobian: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
+    weight_jacobian: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3)
     methods: tuple[str, ...] = METHODS
     out: str = "runs/regularization"
 
