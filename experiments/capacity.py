@@ -1,15 +1,20 @@
 """Under- and overfitting: MLPs of increasing width on a small digits subset.
 
     python -m experiments.capacity [--train-size 200] [--steps 1500] [--batch-size 50]
-        [--learning-rate 1e-2] [--eval-every 50] [--seeds 5] [--widths 2,8,32,128,512]
-        [--data-seed 0] [--folds K] [--out DIR]
+        [--learning-rate 1e-2] [--eval-every 50] [--seeds 5] [--widths 1,2,4,8,12,16,32,128,512]
+        [--label-noise 0.2] [--data-seed 0] [--folds K] [--out DIR]
 
 MLPs 64-w-10 of increasing width w trained with Adam for ``--steps`` on a stratified subset of
-``--train-size`` digits, each width with ``--seeds`` seeds in one vmapped `jdl.search.Search`
-(seed s gives every member the same data order). The training loss (whole subset) and
-validation loss of the final parameters against w give the course's underfitting / good fit /
-overfitting picture (``capacity.png``, left), and the validation curves over training show the
-overfitting in time (right).
+``--train-size`` digits, ``--label-noise`` of whose labels are replaced by another class (the
+validation and test labels stay clean), each width with ``--seeds`` seeds in one vmapped
+`jdl.search.Search` (seed s gives every member the same data order). The noisy labels make the
+overfitting visible: the validation loss falls, then rises while the widening network learns to
+fit the noise (the course's U), and falls again once the network is wide enough to interpolate
+the noise smoothly ("double descent": Belkin, Hsu, Ma, Mandal, PNAS 2019; Nakkiran et al., ICLR
+2020). ``u_shape`` in the results names the U's bottom and top widths. The training loss (whole
+subset) and validation loss of the final parameters against w give the course's underfitting /
+good fit / overfitting picture (``capacity.png``, left), and the validation curves over training
+show the overfitting in time (right).
 
 With ``--folds K`` the widths are also chosen by stratified K-fold cross-validation on the
 training subset, where the validation split is small: every width x seed x fold in one program
@@ -57,6 +62,7 @@ if __name__ == "__main__":
     cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
@@ -74,14 +80,27 @@ from jdl.train import classification, early_stopping
 Splits = tuple[Dataset, Dataset, Dataset]  # the training subset, validation and test sets
 
 
+def noisy_labels(train: Dataset, fraction: float, seed: int, classes: int = 10) -> Dataset:
+    """``train`` with round(fraction n) labels, chosen at random, replaced by another class
+    (uniform over the other classes): the validation and test labels stay clean."""
+    rng = np.random.default_rng(seed)
+    y = np.array(train.y)
+    flip = rng.choice(y.size, size=round(fraction * y.size), replace=False)
+    y[flip] = (y[flip] + rng.integers(1, classes, size=flip.size)) % classes
+    return Dataset(train.x, jnp.asarray(y, train.y.dtype))
+
+
 def load(cfg: Config, prog: str) -> Splits:
-    """The stratified training subset of ``cfg.train_size`` digits, validation and test sets;
-    a subset larger than the training split exits with status 2."""
+    """The stratified training subset of ``cfg.train_size`` digits (``cfg.label_noise`` of its
+    labels replaced by another class), validation and test sets; a subset larger than the
+    training split exits with status 2."""
     data = digits(seed=cfg.data_seed)
     try:
         train = stratified_subset(data.train, cfg.train_size, seed=cfg.data_seed)
     except ValueError as e:
         Parser(prog=prog).error(f"--train-size: {e}")
+    if cfg.label_noise:
+        train = noisy_labels(train, cfg.label_noise, cfg.data_seed)
     return train, data.val, data.test
 
 
@@ -173,6 +192,25 @@ def study(cfg: Config, splits: Splits) -> dict[str, Any]:
         "rows": rows,
         "steps": result.history["step"].tolist(),
         "best_width": best["width"],
+        "u_shape": u_shape([r["width"] for r in rows], [r["val_loss"]["mean"] for r in rows]),
+    }
+
+
+def u_shape(widths: list[int], losses: list[float]) -> dict[str, Any] | None:
+    """The first U of the validation loss against the width: its first local minimum (the
+    best fit of the classical regime) and the highest loss at a larger width before the loss
+    falls below that minimum again (the overfitting peak); None if the loss never rises."""
+    bottom = next((i for i in range(len(losses) - 1) if losses[i + 1] > losses[i]), None)
+    if bottom is None:
+        return None
+    end = next((j for j in range(bottom + 1, len(losses)) if losses[j] < losses[bottom]), None)
+    top = max(range(bottom + 1, len(losses) if end is None else end), key=losses.__getitem__)
+    return {
+        "bottom_width": widths[bottom],
+        "bottom_val_loss": losses[bottom],
+        "top_width": widths[top],
+        "top_val_loss": losses[top],
+        "rise": losses[top] / losses[bottom] - 1,
     }
 
 
@@ -208,32 +246,46 @@ def plot(capacity: dict[str, Any], path: Path) -> None:
     rows = capacity["rows"]
     fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     widths = [r["width"] for r in rows]
-    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+    # Training loss on a log axis (it falls by decades), validation loss on a linear one on
+    # the right, so that its U is not flattened.
+    ax_v = ax.twinx()
+    for axis, key, label, color in (
+        (ax, "train_loss", "training", "C0"),
+        (ax_v, "val_loss", "validation", "C1"),
+    ):
         mean = np.array([r[key]["mean"] for r in rows])
         std = np.array([r[key]["std"] for r in rows])
-        ax.plot(widths, mean, "o-", label=f"{label} loss (final)")
-        ax.fill_between(widths, mean - std, mean + std, alpha=0.2)
+        side = ", right axis" if axis is ax_v else ""
+        axis.plot(widths, mean, "o-", color=color, label=f"{label} loss (final{side})")
+        axis.fill_between(widths, mean - std, mean + std, color=color, alpha=0.2)
+    ax_v.set_ylabel("validation cross-entropy", color="C1")
     cv = capacity.get("cross_validation")
     if cv is not None:
-        ax.errorbar(
+        ax_v.errorbar(
             [r["width"] for r in cv["rows"]],
             [r["final_val_loss_mean"] for r in cv["rows"]],
             yerr=[r["final_val_loss_std"] for r in cv["rows"]],
             fmt="s--",
+            color="C2",
             capsize=3,
-            label=f"{cv['folds']}-fold cross-validation (mean +- std over folds)",
+            label=f"{cv['folds']}-fold cross-validation (mean +- std over folds, right axis)",
         )
-    best = capacity["best_width"]
-    ax.axvline(best, color="gray", ls="--", lw=1)
-    ax.text(0.02, 0.6, "underfitting", transform=ax.transAxes, ha="left")
-    ax.text(best, 0.9, "good fit", transform=ax.get_xaxis_transform(), ha="center")
-    ax.text(0.98, 0.6, "overfitting", transform=ax.transAxes, ha="right")
+    u = capacity["u_shape"]
+    good, over = (u["bottom_width"], u["top_width"]) if u else (capacity["best_width"], None)
+    ax.axvline(good, color="gray", ls="--", lw=1)
+    ax.text(0.02, 0.5, "underfitting", transform=ax.transAxes, ha="left")
+    ax.text(good, 0.95, "good fit", transform=ax.get_xaxis_transform(), ha="center")
+    if over is not None:
+        ax.axvline(over, color="gray", ls=":", lw=1)
+        ax.text(over, 0.88, "overfitting", transform=ax.get_xaxis_transform(), ha="center")
+    handles = ax.get_legend_handles_labels()[0] + ax_v.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="lower left")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("hidden width w (MLP 64-w-10)")
-    ax.set_ylabel("cross-entropy")
-    ax.set_title("capacity: final training and validation loss")
-    ax.legend(loc="lower left")
+    ax.set_ylabel("training cross-entropy (log)", color="C0")
+    noise = capacity.get("label_noise", 0.0)
+    ax.set_title(f"capacity: final losses ({noise:.0%} of training labels wrong)")
     for r in rows:
         ax_t.plot(capacity["steps"], r["val_curve"], label=f"w = {r['width']}")
     ax_t.set_xlabel("step")
@@ -252,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     splits = load(cfg, PROG)
     capacity = study(cfg, splits)
+    capacity["label_noise"] = cfg.label_noise
     if cfg.folds:
         capacity["cross_validation"] = cross_validation(cfg, splits)
     results = {
@@ -272,6 +325,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['val_loss']['mean']:>10.4f}{r['val_accuracy']['mean']:>14.4f}"
         )
     print(f"best width (final validation loss): {capacity['best_width']}")
+    if (u := capacity["u_shape"]) is not None:
+        print(
+            f"U: validation loss {u['bottom_val_loss']:.3f} at width {u['bottom_width']} rises "
+            f"to {u['top_val_loss']:.3f} at width {u['top_width']} ({u['rise']:+.0%})"
+        )
     cv = capacity.get("cross_validation")
     if cv is not None:
         print(f"{cfg.folds}-fold cross-validation, final validation loss (mean +- std over folds):")

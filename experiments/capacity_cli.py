@@ -22,8 +22,11 @@ class Config:
     learning_rate: float = 1e-2
     eval_every: int = 50
     seeds: int = 5
-    widths: tuple[int, ...] = (2, 8, 32, 128, 512)
+    widths: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 32, 128, 512)
     data_seed: int = 0
+    # Fraction of training labels replaced by another class: with clean labels the validation
+    # loss barely rises past the best width (0.214 at 32, 0.231 at 128, 0.227 at 512).
+    label_noise: float = 0.2
     folds: int = 0  # experiments.capacity only: k-fold cross-validation on the subset (0: off)
     out: str = "runs/capacity"
     overwrite: bool = False
@@ -43,6 +46,12 @@ def add_arguments(p: Parser, d: Config) -> None:
     for name, text in helps.items():
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name), help=text)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's")
+    p.add_argument(
+        "--label-noise",
+        type=float,
+        default=d.label_noise,
+        help="fraction of training labels replaced by another class, in [0, 1)",
+    )
     p.add_argument("--widths", type=hidden_sizes, default=joined(d.widths), help="hidden widths")
     p.add_output_arguments(d.out)
 
@@ -55,4 +64,6 @@ def check_arguments(p: Parser, a: Any) -> None:
         p.error("--seeds must be >= 2 (the spread over seeds is reported)")
     p.require_batch_size(a.batch_size, a.train_size, "examples of --train-size")
     p.require_counts(a, "data_seed")
+    if not 0 <= a.label_noise < 1:
+        p.error(f"--label-noise must be in [0, 1), got {a.label_noise}")
     p.require_output(a)

@@ -4,7 +4,7 @@ stop, and what restoring the best model buys.
     python -m experiments.early_stopping [--train-size 200] [--hidden 256,256] [--steps 3000]
         [--batch-size 32] [--learning-rate 1e-3] [--eval-every 25] [--patience 250]
         [--bengio-patience 250] [--patience-increase 2.0] [--improvement 0.005] [--seed 0]
-        [--no-progress] [--out DIR]
+        [--seeds 3] [--no-progress] [--out DIR]
 
 Trains an MLP with Adam on a small stratified subset of the digits (``--train-size``; 0 uses
 the whole training split) with `jdl.run.fit` for ``--steps`` without early stopping (long
@@ -15,7 +15,10 @@ multiplicative patience increase (deadline max(T, t* k), improvements relative t
 rule stops it. Patience is in optimizer steps. Writes ``curves.png`` (training and validation loss
 against steps, each rule's stop and best step) and ``results.json`` (per rule: stop step,
 best step, best validation loss, test accuracy of the restored best model and of the final
-model at the stop; rule "none" is the whole run) into ``--out``.
+model at the stop; rule "none" is the whole run) into ``--out``. The whole comparison is
+repeated for ``--seeds`` seeds (seed, seed + 1, ...: another split, initialization and order);
+``results.json["over_seeds"]`` has each rule's numbers per seed and their mean and standard
+deviation (the curves are the first seed's).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Config:
     patience_increase: float = 2.0
     improvement: float = 0.005  # Bengio's 1 - improvement_threshold
     seed: int = 0
+    seeds: int = 3
     progress: bool = True
     out: str = "runs/early_stopping"
     overwrite: bool = False
@@ -75,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--improvement", type=float, default=d.improvement, help="Bengio's relative improvement"
     )
     p.add_argument("--seed", type=int, default=d.seed, help="of the data, model and order")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="seeds, from --seed on")
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -83,7 +88,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
-    p.require_positive_ints(a, "steps", "batch_size", "eval_every", "patience", "bengio_patience")
+    p.require_positive_ints(
+        a, "steps", "batch_size", "eval_every", "patience", "bengio_patience", "seeds"
+    )
     p.require_counts(a, "train_size", "seed")
     p.require_positive_numbers(a, "learning_rate")
     if not a.patience_increase > 1:
@@ -102,6 +109,7 @@ if __name__ == "__main__":
 
 import jax
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -197,9 +205,8 @@ def _plot(path: Path, history: dict[str, list[float]], rules: dict[str, dict]) -
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the experiment and returns the results written to ``results.json``."""
-    cfg = parse_args(argv)
+def _one_seed(cfg: Config) -> tuple[int, dict[str, list[float]], dict[str, dict]]:
+    """Training examples, the history of the run without stopping, and each rule's summary."""
     splits = digits(seed=cfg.seed)
     train = splits.train
     if cfg.train_size:
@@ -211,21 +218,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs, test_accuracy = _runs(cfg, train, splits.val, splits.test)
     history = runs["none"].history
     rules = {name: _summary(result, test_accuracy) for name, result in runs.items()}
+    return int(train.x.shape[0]), history, rules
+
+
+def over_seeds(per_seed: list[dict[str, dict]]) -> dict[str, dict[str, Any]]:
+    """Per rule and number: the values per seed, their mean and (population) std."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in per_seed[0]:
+        out[name] = {}
+        for key in ("stop_step", "best_step", "best_val_loss", "test_accuracy_restored",
+                    "test_accuracy_final"):  # fmt: skip
+            values = np.array([float(r[name][key]) for r in per_seed])
+            out[name][key] = {
+                "values": values.tolist(),
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+            }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the experiment and returns the results written to ``results.json``."""
+    cfg = parse_args(argv)
+    examples, history, rules = _one_seed(cfg)
+    per_seed = [rules]
+    for seed in range(cfg.seed + 1, cfg.seed + cfg.seeds):
+        per_seed.append(_one_seed(dataclasses.replace(cfg, seed=seed))[2])
     results = {
         "config": dataclasses.asdict(cfg),
-        "train_examples": int(train.x.shape[0]),
+        "train_examples": examples,
         "rules": rules,
+        "over_seeds": over_seeds(per_seed),
         "history": {k: history[k] for k in ("step", "train_loss", "val_loss", "val_accuracy")},
     }
     with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
         _plot(folder / f"curves.{cfg.format}", history, rules)
         (folder / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    print(f"seed {cfg.seed}:")
     for name, r in rules.items():
         print(
             f"{name:>6}: stop {r['stop_step']:5d}  best {r['best_step']:5d}  "
             f"best val loss {r['best_val_loss']:.4f}  test acc restored "
             f"{r['test_accuracy_restored']:.4f}  final {r['test_accuracy_final']:.4f}"
         )
+    print(f"over {cfg.seeds} seeds (mean ± std):")
+    for name, r in results["over_seeds"].items():
+        cells = [
+            f"{key} {r[key]['mean']:.{digits_}f} ± {r[key]['std']:.{digits_}f}"
+            for key, digits_ in (("stop_step", 0), ("best_val_loss", 4),
+                                 ("test_accuracy_restored", 4), ("test_accuracy_final", 4))
+        ]  # fmt: skip
+        print(f"{name:>6}: " + "  ".join(cells))
     return results
 
 

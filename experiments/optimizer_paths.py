@@ -2,7 +2,8 @@
 
     python -m experiments.optimizer_paths [--optimizers sgd,momentum,...] [--ravine-steps 300]
         [--rosenbrock-steps 3000] [--num-lrs 13] [--lr-min 1e-4] [--lr-max 3.0] [--tol 1e-3]
-        [--regimes 0.004,0.07,0.085] [--out runs/optimizer_paths]
+        [--regimes 0.004,0.07,0.085] [--shared-lr 0.05] [--sparse-steps 300]
+        [--out runs/optimizer_paths]
 
 For every optimizer of jdl.optim, a log grid of learning rates runs on both landscapes as one
 compiled program (``jit(vmap(scan))``: one compile per optimizer); the learning rate whose
@@ -14,6 +15,10 @@ loss) is kept. Writes into ``--out``:
 * ``lr_regimes.png``: SGD on the ravine for a learning rate that is too small (crawls), about
   right (zig-zags across the ravine but converges), and too large (above 2/L = 0.08: the
   zig-zag grows and SGD diverges), as loss curves and as paths;
+* ``claims.png`` and ``results.json["claims"]`` (see `experiments.optimizer_claims`): SGD,
+  momentum and Nesterov at one shared learning rate where SGD zig-zags (1/L < eta), with the
+  sign changes of the steep coordinate; Adagrad's effective per-coordinate step against time;
+  SGD against Adagrad on sparse features, each at its best rate of the grid;
 * ``results.json``: per landscape and optimizer, the kept learning rate, the final loss and the
   number of steps after which the loss stays below ``--tol`` (null if it ends above), and the
   same for the three SGD regimes.
@@ -49,6 +54,8 @@ class Config:
     lr_max: float = 3.0
     tol: float = 1e-3
     regimes: tuple[float, float, float] = (0.004, 0.07, 0.085)
+    shared_lr: float = 0.05  # SGD zig-zags above 1/L = 0.04; Nesterov is stable below 0.054
+    sparse_steps: int = 300
     out: str = "runs/optimizer_paths"
     overwrite: bool = False
     format: str = "png"  # of the figures
@@ -94,10 +101,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--regimes", type=_regimes, default=joined(d.regimes), help="SGD rates: small,right,large"
     )
+    p.add_argument(
+        "--shared-lr", type=float, default=d.shared_lr, help="one rate for SGD/momentum/Nesterov"
+    )
+    p.add_argument(
+        "--sparse-steps", type=int, default=d.sparse_steps, help="steps on the sparse problem"
+    )
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
-    p.require_positive_ints(a, "ravine_steps", "rosenbrock_steps", "num_lrs")
-    p.require_positive_numbers(a, "lr_min", "lr_max", "tol", "regimes")
+    p.require_positive_ints(a, "ravine_steps", "rosenbrock_steps", "num_lrs", "sparse_steps")
+    p.require_positive_numbers(a, "lr_min", "lr_max", "tol", "regimes", "shared_lr")
     p.require_ordered(a, "lr_min", "lr_max")
     p.require_output(a)
     return Config(**vars(a))
@@ -113,7 +126,7 @@ import numpy as np
 import optax
 
 import jdl.optim
-from experiments import output
+from experiments import optimizer_claims, output
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -319,7 +332,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for (label, losses), lr in zip(curves.items(), cfg.regimes, strict=True)
     }
 
+    start, steps = LANDSCAPES["ravine"][1], cfg.ravine_steps
+    shared = optimizer_claims.shared_rate(path, ravine, start, cfg.shared_lr, steps)
+    ada_lr = 0.5
+    ada = optimizer_claims.adagrad_steps(
+        np.asarray(path(jdl.optim.adagrad(ada_lr), ravine, start, steps)), RAVINE_CURVATURE, ada_lr
+    )
+    sparse = optimizer_claims.sparse_comparison(lrs, cfg.sparse_steps)
+    sparse["learning_rates"] = lrs.tolist()
+    at = [t for t in (1, 10, 100, 1000) if t <= steps]
+    results["claims"] = {
+        "shared_rate": {
+            "learning_rate": cfg.shared_lr,
+            **{n: {k: v for k, v in r.items() if k != "path"} for n, r in shared.items()},
+        },
+        "adagrad_effective_step": {
+            "learning_rate": ada_lr,
+            "at_step": at,
+            "flat": [float(ada[t - 1, 0]) for t in at],
+            "steep": [float(ada[t - 1, 1]) for t in at],
+        },
+        "sparse_features": {k: v for k, v in sparse.items() if k != "learning_rates"},
+    }
+
     with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
+        claims = folder / f"claims.{cfg.format}"
+        optimizer_claims.plot(shared, cfg.shared_lr, ada, ada_lr, sparse, claims)
         plot_paths(kept, results, cfg.tol, folder / f"paths.{cfg.format}")
         regimes = folder / f"lr_regimes.{cfg.format}"
         plot_regimes(curves, np.asarray(regime_paths), cfg.regimes, regimes)
@@ -330,7 +368,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, r in results[key].items():
             final = "diverged" if r["final_loss"] is None else f"{r['final_loss']:.3g}"
             print(f"  {name:9s} {r['learning_rate']:9.3g} {r['steps_to_tol']!s:>6} {final}")
-    print(f"wrote {out}/paths.{cfg.format}, lr_regimes.{cfg.format}, results.json")
+    c = results["claims"]
+    print(
+        f"shared eta = {cfg.shared_lr:g} on the ravine: sign changes of theta_2 while |theta_2| >"
+    )
+    print("1 % of its start, steps until it stays below, final loss")
+    for name in optimizer_claims.SHARED:
+        r = c["shared_rate"][name]
+        final = "diverged" if r["final_loss"] is None else f"{r['final_loss']:.3g}"
+        damped = r["steps_until_amplitude_below_1pct"]
+        print(f"  {name:9s} {r['sign_changes']:4d} {damped!s:>6} {final}")
+    e = c["adagrad_effective_step"]
+    print(f"adagrad (eta {ada_lr:g}) effective step at steps {e['at_step']}:")
+    print("  flat  " + " ".join(f"{v:.3g}" for v in e["flat"]))
+    print("  steep " + " ".join(f"{v:.3g}" for v in e["steep"]))
+    sp = c["sparse_features"]
+    print(f"sparse features, MSE after {cfg.sparse_steps} steps at each one's best rate:")
+    for name in ("sgd", "adagrad"):
+        edge = " (at the grid's edge)" if sp[name]["best_at_grid_edge"] else ""
+        print(
+            f"  {name:8s} {sp[name]['final_mse']:.4g} at eta {sp[name]['learning_rate']:.3g}{edge}"
+        )
+    figures = ", ".join(f"{n}.{cfg.format}" for n in ("paths", "lr_regimes", "claims"))
+    print(f"wrote {out}/{figures}, results.json")
     return results
 
 

@@ -2,11 +2,11 @@
 
     python -m experiments.regularization [--train-size 200] [--hidden 256] [--steps 1500]
         [--batch-size 50] [--learning-rate 1e-2] [--eval-every 50] [--seeds 5]
-        [--widths 2,8,32,128,512] [--l2 1e-4,1e-3,1e-2] [--l1 1e-5,1e-4,1e-3]
-        [--dropout 0.25,0.5] [--sigma 0.1,0.2,0.4] [--worst-sigma 0.1,0.2,0.4] [--k 4]
-        [--unconstrained-sigma 0.1,0.2,0.4]
-        [--jacobian 1e-4,1e-3,1e-2] [--methods none,l2,l1,dropout,gaussian_noise,...]
-        [--data-seed 0] [--out DIR]
+        [--widths 2,8,32,128,512] [--label-noise 0] [--l2 1e-8,...,1e-2] [--l1 1e-9,...,1e-3]
+        [--dropout 0.1,0.25,0.5] [--sigma 0.1,0.2,0.4] [--worst-sigma 0.1,0.2,0.4] [--k 4]
+        [--unconstrained-sigma 0.1,0.2,0.4] [--jacobian 1e-4,1e-3,1e-2]
+        [--output 1e-4,...,1e-1] [--weight-jacobian 1e-6,...,1e-3]
+        [--methods none,l2,l1,dropout,gaussian_noise,...] [--data-seed 0] [--out DIR]
 
 Part 1 is the capacity study of `experiments.capacity` (``capacity.png``): MLPs 64-w-10 of
 increasing width on a stratified subset of ``--train-size`` digits, under- to overfitting.
@@ -15,267 +15,67 @@ Part 2, regularizers: the 64-``hidden``-10 MLP trained the same way with no regu
 L2 or L1 penalty on the kernels, dropout, Gaussian input noise, worst-of-k Gaussian noise (k
 draws per example, train on the worst), adaptive unconstrained noise (one ascent step on l(x +
 theta) + log p(theta) from a draw of p = N(0, sigma^2 I)), the Jacobian penalty ||dy/dx||_F^2
-(unbiased one-probe estimate) and early stopping. Every coefficient of a method's grid, crossed
-with ``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives every member
-the same initial parameters and data order); the coefficient with the best mean validation
-accuracy is chosen and its test accuracy reported, mean and spread (sample standard deviation)
-over the seeds. No regularization, L2, L1 and Gaussian noise share one search (one compiled
-program, the unused terms weighted by 0); worst-of-k, the unconstrained noise and the Jacobian
-penalty, whose terms cost more, have their own; dropout's rate fixes the model's structure, so
-each rate is a search. Early stopping restores, per run, the parameters of the lowest
-validation loss seen during the unregularized run (patience longer than the run): its
-hyper-parameter, the training time, is chosen on the validation set run by run. The other
-methods report their final parameters. The verdict takes the method of best validation accuracy
-and says whether its test accuracy beats no regularization by more than the seed spread (the
-larger of the two standard deviations), and lists every method that does.
+(unbiased one-probe estimate), the output penalty lambda ||y||^2 on the logits, the penalty
+lambda ||dy/dw||_F^2 on the sensitivity to the weights (unbiased one-probe estimate on the first
+10 examples of each batch) and early stopping. The definitions live in
+`experiments.regularization_cli` (methods, grids, flags) and
+`experiments.regularization_methods` (losses, searches, table). Every coefficient of a method's
+grid, crossed with ``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives
+every member the same initial parameters and data order); the coefficient with the best mean
+validation accuracy is chosen and its test accuracy reported, mean and spread (sample standard
+deviation) over the seeds. No regularization, L2, L1, Gaussian noise and the output penalty
+share one search (one compiled program, the unused terms weighted by 0); worst-of-k, the
+unconstrained noise and the two Jacobian penalties, whose terms cost more, have their own;
+dropout's rate fixes the model's structure, so each rate is a search. Early stopping restores,
+per run, the parameters of the lowest validation loss seen during the unregularized run
+(patience longer than the run): its hyper-parameter, the training time, is chosen on the
+validation set run by run. The other methods report their final parameters. The verdict takes
+the method of best validation accuracy and says whether its test accuracy beats no
+regularization by more than the seed spread (the larger of the two standard deviations), and
+lists every method that does.
 
 Writes into ``--out``: ``capacity.png``, ``regularizers.png`` (accuracy per method; validation
 accuracy against each coefficient) and ``results.json`` with ``config``, ``capacity`` (per
 width: parameters, final training / validation loss, best validation loss and step, mean
 validation curve), ``methods`` (per method: ``hyperparameter``, ``chosen``, ``val_accuracy``
-and ``test_accuracy`` as ``{"mean", "std"}``, and the whole ``grid``), ``verdict`` (``best``,
-``comparison``, ``statement``) and ``timing`` (seconds per part).
+and ``test_accuracy`` as ``{"mean", "std"}``, the whole ``grid``, ``at_grid_edge``: whether the
+chosen value is the first or last of its grid, printed as a warning; for none, L2 and L1
+``near_zero_weights``: per coefficient the fraction of kernel weights with |w| < 1e-3),
+``chosen_at_grid_edge``, ``verdict`` (``best``, ``comparison``, ``statement``) and ``timing``
+(seconds per part).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments import capacity_cli, cli
-from experiments.cli import Parser, joined, positive_numbers
+from experiments import cli, regularization_cli
+from experiments.regularization_cli import Config
 
 PROG = "python -m experiments.regularization"
-METHODS = (
-    "none",
-    "l2",
-    "l1",
-    "dropout",
-    "gaussian_noise",
-    "worst_of_k",
-    "unconstrained_noise",
-    "early_stopping",
-    "jacobian",
-)
-# The coefficient each method searches over, as written in the table.
-HYPERPARAMETER = {
-    "none": None,
-    "l2": "lambda in (lambda/2)||W||^2",
-    "l1": "lambda in lambda ||W||_1",
-    "dropout": "dropout rate p",
-    "gaussian_noise": "sigma of x + N(0, sigma^2 I)",
-    "worst_of_k": "sigma of the k Gaussian draws",
-    "unconstrained_noise": "sigma of p in l(x + theta) + log p(theta), one ascent step",
-    "early_stopping": "training steps (best validation loss, per run)",
-    "jacobian": "lambda in lambda ||dy/dx||_F^2",
-}
-# Methods trained together in one search: their loss terms are cheap enough to share.
-PENALTY_GROUP = ("none", "l2", "l1", "gaussian_noise")
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(capacity_cli.Config):
-    """The capacity study's training and sweep, the regularized model and the grids."""
-
-    hidden: int = 256
-    l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
-    l1: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
-    dropout: tuple[float, ...] = (0.25, 0.5)
-    sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
-    worst_sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
-    k: int = 4
-    unconstrained_sigma: tuple[float, ...] = (0.1, 0.2, 0.4)
-    jacobian: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
-    methods: tuple[str, ...] = METHODS
-    out: str = "runs/regularization"
-
-
-def _methods(text: str) -> tuple[str, ...]:
-    names = tuple(text.split(","))
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; choose from {METHODS}")
-    return tuple(m for m in METHODS if m in names or m == "none")
 
 
 def _parse(argv: list[str] | None) -> Config:
-    d = Config()
-    p = Parser(prog=PROG, doc=__doc__)
-    capacity_cli.add_arguments(p, d)
-    p.add_argument("--hidden", type=int, default=d.hidden, help="width of the regularized MLP")
-    p.add_argument("--k", type=int, default=d.k, help="draws of worst-of-k noise")
-    grids = {
-        "l2": "grid of the L2 penalty's lambda",
-        "l1": "grid of the L1 penalty's lambda",
-        "dropout": "grid of dropout rates, in (0, 1)",
-        "sigma": "grid of the Gaussian noise's sigma",
-        "worst_sigma": "grid of worst-of-k noise's sigma",
-        "unconstrained_sigma": "grid of the adaptive-unconstrained noise's prior sigma",
-        "jacobian": "grid of the Jacobian penalty's lambda",
-    }
-    for name, text in grids.items():
-        p.add_argument(
-            cli.flag(name), type=positive_numbers, default=joined(getattr(d, name)), help=text
-        )
-    p.add_argument(
-        "--methods",
-        type=_methods,
-        default=joined(d.methods),
-        help="comma-separated; none always runs",
-    )
-    args = p.parse_args(argv)
-    capacity_cli.check_arguments(p, args)
-    p.require_positive_numbers(args, *grids)
-    p.require_positive_ints(args, "hidden", "k")
-    if not all(v < 1 for v in args.dropout):
-        p.error(f"--dropout rates must lie in (0, 1), got {args.dropout}")
-    return Config(**vars(args))
+    return regularization_cli.parse(PROG, __doc__, argv)
 
 
 if __name__ == "__main__":
     cli.parsed(lambda: _parse(None))  # --help and bad flags answer before JAX is imported
 
-import jax
 import matplotlib
 import numpy as np
-import optax
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from experiments import capacity, output
-from jdl.augment import adversarial_unconstrained, gaussian_noise, worst_of_k
-from jdl.data import Dataset
-from jdl.losses import softmax_cross_entropy
-from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty
-
-
-def _make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool, k: int):
-    """``make_loss_fn(hparams) -> loss_fn``: cross-entropy plus the terms of ``methods``, each
-    weighted by ``hparams[method]`` (0 turns a term off)."""
-
-    def make_loss_fn(hp: dict[str, jax.Array]) -> Callable:
-        def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
-            noise_key, worst_key, probe_key, dropout_key = jax.random.split(key, 4)
-            x = batch.x
-
-            def per_example(z: jax.Array) -> jax.Array:
-                logits = apply_fn(params, z)
-                return optax.losses.softmax_cross_entropy_with_integer_labels(logits, batch.y)
-
-            if "gaussian_noise" in methods:
-                x = gaussian_noise(noise_key, x, hp["gaussian_noise"])
-            if "unconstrained_noise" in methods:
-                x = adversarial_unconstrained(
-                    noise_key, x, per_example, hp["unconstrained_noise"], steps=1
-                )
-            if "worst_of_k" in methods:
-
-                def perturb(kk: jax.Array, z: jax.Array) -> jax.Array:
-                    return gaussian_noise(kk, z, hp["worst_of_k"])
-
-                x = worst_of_k(worst_key, x, per_example, perturb, k)
-            logits = apply_fn(params, x, key=dropout_key if dropout else None)
-            loss = softmax_cross_entropy(logits, batch.y)
-            if "l2" in methods:
-                loss = loss + l2_penalty(params, hp["l2"])
-            if "l1" in methods:
-                loss = loss + l1_penalty(params, hp["l1"])
-            if "jacobian" in methods:
-                loss = loss + jacobian_penalty_estimate(
-                    lambda z: apply_fn(params, z), x, probe_key, hp["jacobian"]
-                )
-            return loss, {}
-
-        return loss_fn
-
-    return make_loss_fn
-
-
-def _methods_results(
-    cfg: Config, splits: capacity.Splits
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """Per method: the grid's validation/test accuracy and the chosen coefficient."""
-    grids = {
-        "l2": cfg.l2,
-        "l1": cfg.l1,
-        "gaussian_noise": cfg.sigma,
-        "worst_of_k": cfg.worst_sigma,
-        "unconstrained_noise": cfg.unconstrained_sigma,
-        "jacobian": cfg.jacobian,
-    }
-    per_method: dict[str, list[tuple[float, np.ndarray, np.ndarray]]] = {}
-    timing: dict[str, float] = {}
-    groups = [tuple(m for m in PENALTY_GROUP if m in cfg.methods)]
-    groups += [(m,) for m in ("worst_of_k", "unconstrained_noise", "jacobian") if m in cfg.methods]
-    for group in groups:
-        start = time.perf_counter()
-        rows = [("none", 0.0)] if "none" in group else []
-        rows += [(m, v) for m in group if m != "none" for v in grids[m]]
-        names = [m for m in group if m != "none"] or ["none"]
-        hparams = {n: [v if m == n else 0.0 for m, v in rows] for n in names}
-        apply_fn = capacity.mlp(cfg.hidden)[0]
-        make_loss_fn = _make_loss_fn(apply_fn, group, dropout=False, k=cfg.k)
-        result, evaluate = capacity.train(
-            cfg, cfg.hidden, hparams, splits, make_loss_fn=make_loss_fn
-        )
-        final = evaluate(result.params)
-        for h, (m, v) in enumerate(rows):
-            per_method.setdefault(m, []).append(
-                (v, final["val"]["accuracy"][:, h], final["test"]["accuracy"][:, h])
-            )
-        if "none" in group and "early_stopping" in cfg.methods:
-            # the unregularized runs' parameters of lowest validation loss
-            best_test = evaluate(result.best_params)["test"]["accuracy"]
-            per_method["early_stopping"] = [
-                (
-                    float(np.mean(result.best_step[:, 0])),
-                    np.asarray(result.best["val_accuracy"][:, 0]),
-                    np.asarray(best_test[:, 0]),
-                )
-            ]
-        timing[",".join(group)] = time.perf_counter() - start
-    if "dropout" in cfg.methods:
-        start = time.perf_counter()
-        for rate in cfg.dropout:
-            apply_fn = capacity.mlp(cfg.hidden, rate)[0]
-            make_loss_fn = _make_loss_fn(apply_fn, (), dropout=True, k=cfg.k)
-            result, evaluate = capacity.train(
-                cfg,
-                cfg.hidden,
-                {"dropout": [rate]},
-                splits,
-                make_loss_fn=make_loss_fn,
-                dropout_rate=rate,
-            )
-            final = evaluate(result.params)
-            per_method.setdefault("dropout", []).append(
-                (rate, final["val"]["accuracy"][:, 0], final["test"]["accuracy"][:, 0])
-            )
-        timing["dropout"] = time.perf_counter() - start
-    table = {}
-    for m in METHODS:
-        if m not in per_method:
-            continue
-        grid = [
-            {"value": v, "val_accuracy": capacity.stats(va), "test_accuracy": capacity.stats(te)}
-            for v, va, te in per_method[m]
-        ]
-        chosen = max(grid, key=lambda g: g["val_accuracy"]["mean"])
-        table[m] = {
-            "hyperparameter": HYPERPARAMETER[m],
-            "chosen": chosen["value"] if m != "none" else None,
-            "val_accuracy": chosen["val_accuracy"],
-            "test_accuracy": chosen["test_accuracy"],
-            "grid": grid,
-        }
-    return table, timing
+from experiments.regularization_cli import HYPERPARAMETER
+from experiments.regularization_methods import NEAR_ZERO, methods_results
 
 
 def _verdict(table: dict[str, Any]) -> dict[str, Any]:
@@ -385,8 +185,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, val, test = splits
     sweep = capacity.study(cfg, splits)
     capacity_s = time.perf_counter() - start
-    table, timing = _methods_results(cfg, splits)
+    table, timing = methods_results(cfg, splits)
     verdict = _verdict(table)
+    edges = {m: row["chosen"] for m, row in table.items() if row.get("at_grid_edge")}
     results = {
         "config": dataclasses.asdict(cfg),
         "train_examples": int(train.x.shape[0]),
@@ -395,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "capacity": sweep,
         "methods": table,
         "verdict": verdict,
+        "chosen_at_grid_edge": edges,
         "timing": {"capacity_s": capacity_s, **timing, "total_s": time.perf_counter() - start},
     }
     with output.files(cfg.out, overwrite=cfg.overwrite) as folder:
@@ -404,6 +206,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(cfg.out)
     _print_table(table)
     print(verdict["statement"])
+    for m in ("none", "l2", "l1"):
+        if "near_zero_weights" in table.get(m, {}):
+            cells = [
+                f"{z['value']:.0e}: {z['mean']:.3f}" if m != "none" else f"{z['mean']:.3f}"
+                for z in table[m]["near_zero_weights"]
+            ]
+            print(f"fraction of kernel weights with |w| < {NEAR_ZERO:g}, {m}: " + ", ".join(cells))
+    for m, v in edges.items():
+        print(f"warning: {m}'s chosen {HYPERPARAMETER[m]} = {v:g} is at its grid's edge")
     print(f"wrote {out / 'results.json'} in {results['timing']['total_s']:.1f} s")
     return results
 

@@ -4,9 +4,11 @@
         [--noise masking] [--noise-levels 0.25,0.25,0.25] [--label-fractions 0.1,1.0]
         [--pretrain-steps 3000] [--finetune-steps 4000] [--batch-size 64]
         [--learning-rate 0.01] [--finetune-learning-rate 0.003] [--patience 1000]
-        [--out runs/stacked_denoising]
+        [--weight-decay 1e-5] [--tied] [--reconstruction mse] [--out runs/stacked_denoising]
 
-For each seed: greedy layer-wise pre-training of a stack of denoising autoencoders on the
+For each seed: greedy layer-wise pre-training of a stack of denoising autoencoders (by default
+the course's: sigmoid units, separate encoder and decoder weights, squared error and weight
+decay lambda (||W1||^2 + ||W2||^2); ``--tied`` and ``--reconstruction bce`` are options) on the
 training images (no labels; each layer on the clean codes of the one below, with its own
 corruption level), each stage through `jdl.run.fit`; then, for each fraction of labelled
 training examples (10% and all by default; the validation set is cut to the same fraction, so
@@ -25,6 +27,7 @@ initialisation. Writes into ``--out``:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -57,6 +60,9 @@ class Config:
     finetune_learning_rate: float = 3e-3  # Adam, fine-tuning
     patience: int = 1000  # in optimizer steps, every stage
     eval_every: int = 50
+    weight_decay: float = 1e-5  # lambda of the pre-training's weight decay
+    tied: bool = False  # decoder weights W^T instead of a separate V
+    reconstruction: str = "mse"  # or "bce"
     out: str = "runs/stacked_denoising"
     overwrite: bool = False
     format: str = "png"  # of the figure
@@ -94,8 +100,25 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evaluations")
+    p.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, help="pre-training's lambda, >= 0"
+    )
+    p.add_argument(
+        "--tied",
+        action=argparse.BooleanOptionalAction,
+        default=d.tied,
+        help="decoder weights W^T (tied) instead of separate ones",
+    )
+    p.add_argument(
+        "--reconstruction",
+        choices=("mse", "bce"),
+        default=d.reconstruction,
+        help="pre-training's reconstruction error",
+    )
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
+    if not (a.weight_decay >= 0 and math.isfinite(a.weight_decay)):
+        p.error(f"--weight-decay must be a finite number >= 0, got {a.weight_decay}")
     p.require_positive_ints(
         a, "seeds", "pretrain_steps", "finetune_steps", "batch_size", "patience", "eval_every"
     )
@@ -176,6 +199,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             steps=cfg.pretrain_steps,
             eval_every=cfg.eval_every,
             patience=cfg.patience,
+            tied=cfg.tied,
+            reconstruction=cfg.reconstruction,
+            weight_decay=cfg.weight_decay,
         )
         pretraining.append(
             {

@@ -74,20 +74,24 @@ def pretrain_layerwise(
     steps: int = 2000,
     eval_every: int = 100,
     patience: int = 500,
-    tied: bool = True,
-    reconstruction: str = "bce",
+    tied: bool = False,
+    reconstruction: str = "mse",
+    weight_decay: float = 1e-5,
     progress: bool = False,
 ) -> LayerwisePretraining:
     """Greedy layer-wise pre-training of a stack of denoising autoencoders.
 
     With h_0 = x and sizes ``hidden = (n_1, ..., n_K)``, stage k trains a denoising
-    autoencoder on the clean codes of the stage below:
+    autoencoder on the clean codes of the stage below, by default the course's model:
         h_k = sigmoid(W_k^T h~_{k-1} + b_k),  r = sigmoid(V_k h_k + c_k),
-        min_theta_k  (1/|B|) sum l(h_{k-1}, r),   h~_{k-1} ~ C_{nu_k}(h~ | h_{k-1}),
+        min_theta_k  (1/|B|) sum l(h_{k-1}, r) + lambda (||W_k||^2 + ||V_k||^2),
+        h~_{k-1} ~ C_{nu_k}(h~ | h_{k-1}),
     with C the corruption ``noise`` at level nu_k (masking or salt-and-pepper probability, or
-    Gaussian sigma), l the per-unit cross-entropy (``"bce"``, the codes lie in [0, 1]) or
-    squared error, V_k = W_k^T when ``tied``. Each stage is a `jdl.run.fit` run with early
-    stopping on the validation reconstruction error of a fixed corrupted validation set; its
+    Gaussian sigma), l the squared error (``"mse"``, per unit) or the per-unit cross-entropy
+    (``"bce"``, the codes lie in [0, 1]), separate encoder and decoder weights W_k and V_k
+    (``tied=True``: V_k = W_k^T, counted once in the weight decay). Each stage is a
+    `jdl.run.fit` run with early stopping on the validation reconstruction error of a fixed
+    corrupted validation set; its
     best parameters give the next stage's input h_k = sigmoid(W_k^T h_{k-1} + b_k) (clean).
 
     Args:
@@ -102,8 +106,9 @@ def pretrain_layerwise(
       steps: maximum optimizer steps per stage.
       eval_every: steps between two evaluations.
       patience: early-stopping patience, in optimizer steps.
-      tied: decoder kernel W_k^T (tied weights) or a free V_k.
-      reconstruction: ``"bce"`` or ``"mse"``.
+      tied: decoder kernel W_k^T (tied weights) or a free V_k (the default).
+      reconstruction: ``"mse"`` (the default) or ``"bce"``.
+      weight_decay: lambda >= 0 of the weight decay on the kernels.
       progress: show a progress bar per stage.
 
     Returns:
@@ -146,7 +151,9 @@ def pretrain_layerwise(
         _, params = functional(model)
         corrupt = _corruption(noise, level)
         result = fit(
-            denoising_loss(model, corrupt, reconstruction=reconstruction),
+            denoising_loss(
+                model, corrupt, weight_decay=weight_decay, reconstruction=reconstruction
+            ),
             params,
             optimizer,
             Dataset(h_train, jnp.zeros((h_train.shape[0],), jnp.int32)),

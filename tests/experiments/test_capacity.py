@@ -3,9 +3,11 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
-from experiments.capacity import main
+from experiments.capacity import load, main, noisy_labels, u_shape
+from experiments.capacity_cli import Config
 
 
 def test_writes_figure_and_results_and_rejects_bad_flags(tmp_path, capsys):
@@ -27,8 +29,11 @@ def test_writes_figure_and_results_and_rejects_bad_flags(tmp_path, capsys):
             assert math.isfinite(row[key]["mean"]) and row[key]["std"] >= 0
         assert row["best_val_loss"]["mean"] <= row["val_loss"]["mean"] + 1e-6
     assert saved["timing"]["total_s"] > 0
+    assert capacity["label_noise"] == 0.2 and capacity["u_shape"] is None  # one width
     capsys.readouterr()
     for bad in (
+        ["--label-noise", "1"],
+        ["--label-noise", "-0.1"],
         ["--widths", "8,0"],
         ["--seeds", "1"],
         ["--learning-rate", "nan"],
@@ -60,3 +65,23 @@ def test_folds_add_cross_validation_mean_and_std_over_folds(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--folds", "1", "--out", str(tmp_path / "bad")])
     assert exit_info.value.code == 2 and "--folds must be 0" in capsys.readouterr().err
+
+
+def test_label_noise_changes_that_fraction_of_training_labels_only():
+    clean = load(Config(label_noise=0.0), "prog")
+    noisy = load(Config(label_noise=0.2), "prog")
+    changed = np.asarray(clean[0].y) != np.asarray(noisy[0].y)
+    assert changed.sum() == round(0.2 * changed.size)  # each chosen label moved to another class
+    np.testing.assert_array_equal(clean[0].x, noisy[0].x)
+    for c, n in zip(clean[1:], noisy[1:], strict=True):  # validation and test stay clean
+        np.testing.assert_array_equal(c.y, n.y)
+    again = noisy_labels(clean[0], 0.2, 0)
+    np.testing.assert_array_equal(again.y, noisy[0].y)  # the same seed, the same labels
+
+
+def test_u_shape_finds_the_first_bottom_and_the_peak_after_it():
+    widths = [1, 2, 4, 8, 16, 64]
+    u = u_shape(widths, [2.3, 1.8, 1.9, 2.4, 2.0, 1.4])  # a U, then the second descent
+    assert (u["bottom_width"], u["top_width"]) == (2, 8)
+    assert math.isclose(u["rise"], 2.4 / 1.8 - 1)
+    assert u_shape(widths, [2.3, 1.8, 1.5, 1.4, 1.3, 1.2]) is None  # never rises

@@ -28,6 +28,8 @@ def test_writes_curves_and_results_and_rejects_bad_flags(tmp_path, capsys):
             "--learning-rate",
             "0.01",
             "--no-progress",
+            "--seeds",
+            "2",
             "--out",
             str(tmp_path),
         ]
@@ -56,8 +58,16 @@ def test_writes_curves_and_results_and_rejects_bad_flags(tmp_path, capsys):
     none, keras = saved["rules"]["none"], saved["rules"]["keras"]
     if keras["best_step"] < keras["stop_step"]:
         assert keras["best_val_loss"] >= none["best_val_loss"]
+    # Over seeds: seed 0's numbers are the first of each list; mean and std are theirs.
+    for name, rule in saved["over_seeds"].items():
+        for key, stats in rule.items():
+            assert len(stats["values"]) == 2
+            assert stats["values"][0] == pytest.approx(saved["rules"][name][key])
+            assert stats["mean"] == pytest.approx(sum(stats["values"]) / 2)
+            assert stats["std"] == pytest.approx(abs(stats["values"][0] - stats["values"][1]) / 2)
     capsys.readouterr()
-    for bad in (["--steps", "0"], ["--bogus"], ["--hidden", "a,b"], ["--patience-increase", "1"]):
+    bad_flags = (["--steps", "0"], ["--bogus"], ["--hidden", "a,b"], ["--patience-increase", "1"])
+    for bad in (*bad_flags, ["--seeds", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             main([*bad, "--out", str(tmp_path / "bad")])
         assert exit_info.value.code == 2

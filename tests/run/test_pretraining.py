@@ -76,6 +76,34 @@ def test_pretraining_stacking_and_fine_tuning():
     assert history["val_accuracy"][-1] == 1.0  # two well-separated classes
 
 
+def test_default_is_the_courses_model_and_the_options_remain():
+    """Separate W and V, both decayed by lambda (||W||^2 + ||V||^2); tied and bce on request."""
+    train, val = _data(32, 0), _data(8, 1)
+    common = {
+        "noise_levels": (0.2,),
+        "optimizer": optax.adam(0.05),
+        "key": jax.random.key(0),
+        "batch_size": 16,
+        "steps": 80,
+        "eval_every": 40,
+        "patience": 1000,
+    }
+
+    def kernels(**kwargs):
+        params = pretrain_layerwise(train.x, val.x, (6,), **common, **kwargs).results[0]
+        params = params.state.params
+        return params["f"][0]["kernel"], params["g"][0].get("kernel")
+
+    w, v = kernels(weight_decay=0.0)
+    assert v.shape == (6, 8) and not np.allclose(v, w.T)  # an untied decoder
+    w_decayed, v_decayed = kernels(weight_decay=0.5)
+    # The decay pulls both kernels towards 0 (Adam's steps are at most 0.05 each).
+    assert np.linalg.norm(w_decayed) < 0.5 * np.linalg.norm(w)
+    assert np.linalg.norm(v_decayed) < 0.5 * np.linalg.norm(v)
+    _, none = kernels(tied=True, reconstruction="bce")
+    assert none is None  # tied: the decoder uses W^T and keeps only its bias
+
+
 def test_bad_arguments_raise_clear_errors():
     x = jnp.zeros((8, 4))
     common = {"optimizer": optax.sgd(0.1), "key": jax.random.key(0)}
