@@ -25,6 +25,7 @@ from jdl.run.boundary import check_evaluation
 from jdl.run.driver import Row
 from jdl.search.compiled import Programs, signature
 from jdl.search.grid import Population
+from jdl.search.memory import device_budget, program_bytes, slice_members
 from jdl.search.programs import PopulationPrograms, SearchState
 from jdl.search.results import gather
 from jdl.search.sharding import (
@@ -156,23 +157,9 @@ class Members:
         valid = replicate(np.arange(size) < num_configs, self.mesh)
         clock = replicate(np.zeros((), np.int32), self.mesh)
         train, val = self.place(train, val)
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        params = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
-            self._param_shapes,
-        )
-        shapes_key = signature((hp, params, seeds))
-        if shapes_key not in self._state_shapes:
-            self._state_shapes[shapes_key] = jax.eval_shape(self._programs.init, hp, params, seeds)
-        shapes = self._state_shapes[shapes_key]
-        # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
-        evaluation = jax.eval_shape(self.spec.eval_fn, self._param_shapes, val)
-        check_evaluation(evaluation)
-        dtypes = {"train_loss": jnp.dtype(jnp.float32)}
-        dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})
         last = {
             k: np.full((num_seeds, size), np.nan if jnp.issubdtype(d, jnp.floating) else 0, d)
-            for k, d in dtypes.items()
+            for k, d in self._metric_dtypes(val).items()
         }
         at_best = {k: v for k, v in last.items() if k.startswith("val_")}
         last = jax.device_put(last, self._shardings(last))
@@ -180,19 +167,99 @@ class Members:
         if ahead is not None:
             # Compile the chunk in the background while the members are initialised (the
             # critical path of a first run: it starts before any eager computation).
-            shapes = jax.tree.map(
-                lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                shapes,
-                self._shardings(shapes),
-            )
             (steps,) = ahead
-            args = (hp, shapes, clock, last, at_best, train, val)
+            args = self._advance_shapes(len(pop.seeds), size, pop.hparams, train, val)
             self._call.compile_ahead(
                 f"advance{steps}", self._advance_fn(steps), *args, donate=(1, 3, 4)
             )
         params = replicate(self.seed_params(pop), self.mesh)
         state = self._call("init", self._programs.init, hp, params, seeds)
         return SearchState(hp, state, clock, last, at_best, valid)
+
+    def _metric_dtypes(self, val: Dataset) -> dict[str, Any]:
+        """The metrics' dtypes: "train_loss" and "val_<k>" for each entry k of eval_fn's dict."""
+        evaluation = jax.eval_shape(self.spec.eval_fn, self._param_shapes, val)
+        check_evaluation(evaluation)
+        dtypes = {"train_loss": jnp.dtype(jnp.float32)}
+        dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})
+        return dtypes
+
+    def _advance_shapes(
+        self, num_seeds: int, size: int, hparams: HParams, train: Dataset, val: Dataset
+    ) -> tuple:
+        """``advance``'s arguments for S seeds x ``size`` configurations, as placed
+        ``jax.ShapeDtypeStruct`` descriptions (the data sets as given)."""
+        hp = {k: jax.ShapeDtypeStruct((num_seeds, size), jnp.float32) for k in hparams}
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        params = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
+            self._param_shapes,
+        )
+        seeds = jax.ShapeDtypeStruct((num_seeds,), jnp.uint32, sharding=replicated)
+        key = signature((hp, params, seeds))
+        if key not in self._state_shapes:
+            self._state_shapes[key] = jax.eval_shape(self._programs.init, hp, params, seeds)
+        last = {
+            k: jax.ShapeDtypeStruct((num_seeds, size), d)
+            for k, d in self._metric_dtypes(val).items()
+        }
+        at_best = {k: v for k, v in last.items() if k.startswith("val_")}
+        clock = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
+
+        def placed(tree: Any) -> Any:
+            return jax.tree.map(
+                lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                tree,
+                self._shardings(tree),
+            )
+
+        state = placed(self._state_shapes[key])
+        return placed(hp), state, clock, placed(last), placed(at_best), train, val
+
+    def members_that_fit(
+        self,
+        pop: Population,
+        train: Dataset,
+        val: Dataset,
+        steps: int | None,
+        budget: int | None = None,
+    ) -> int:
+        """The most configurations (a multiple of the device count, at most the padded
+        population) whose compiled chunk fits the memory budget (`jdl.search.memory`).
+
+        The chunk for the whole population compiles first (the program a run that fits uses);
+        when it does not fit, the chunk for one configuration per device gives the footprint
+        of one member and of what does not grow with the members.
+
+        Args:
+          pop: the population.
+          train, val: the data sets.
+          steps: ``advance``'s ``steps``.
+          budget: the bytes the population may use on all devices (None: the devices'
+            memory, see `jdl.search.memory.device_budget`).
+
+        Raises:
+          ValueError: not even one configuration per device fits.
+        """
+        per_device = device_budget(list(self.mesh.devices.flat), budget)
+        train, val = self.place(train, val)
+        d, num_seeds = self.num_devices, len(pop.seeds)
+        full = padded_size(pop.num_configs, d)
+
+        def footprint(size: int) -> int:
+            args = self._advance_shapes(num_seeds, size, pop.hparams, train, val)
+            compiled = self._call.compiled(
+                f"advance{steps}", self._advance_fn(steps), *args, donate=(1, 3, 4)
+            )
+            found = program_bytes(compiled)
+            if found is None:  # no memory analysis: the members' arrays, in and out
+                found = 2 * sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(args[:5])) // d
+            return found
+
+        full_bytes = footprint(full)
+        if full_bytes <= per_device:
+            return full
+        return slice_members(full, full_bytes, footprint(d), d, per_device)
 
     def advance(
         self, state: SearchState, train: Dataset, val: Dataset, *, steps: int | None = None
