@@ -3,7 +3,7 @@
     python -m experiments.lr_search [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0]
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
         [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
-        [--export-best DIR]
+        [--export-best DIR] [--memory-budget MIB|auto] [--no-compile-cache]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
 
 Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
@@ -24,6 +24,11 @@ every chunk (and on Ctrl-C): the same command again resumes where it stopped, ev
 kill, and ends with the uninterrupted search's results; a checkpoint of another configuration
 is refused. ``--export-best DIR`` writes the best member's early-stopped parameters
 (`jdl.run.save_params`; read them with `jdl.run.load_params` and continue with `jdl.run.fit`).
+``--memory-budget MIB`` trains the population in the largest slices of members that fit that
+many MiB on all devices together, as measured from the compiled chunk (``auto``: the devices'
+memory; for CPU devices, half the host's). Compiled programs are kept in JAX's persistent
+compilation cache (``~/.cache/jdl/jax``), so a second run of the same shapes does not compile;
+``--no-compile-cache`` or ``JDL_COMPILE_CACHE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class Config:
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    memory_budget: str | None = None  # MiB, or "auto"
+    no_compile_cache: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -128,7 +135,26 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
     p.add_argument("--num-processes", type=int, default=None, help="processes (multi-host)")
     p.add_argument("--process-id", type=int, default=None, help="this process (multi-host)")
+    p.add_argument(
+        "--memory-budget",
+        default=None,
+        help="train in slices of members that fit this many MiB (auto: the devices' memory)",
+    )
+    p.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (~/.cache/jdl/jax)",
+    )
     a = p.parse_args(argv)
+    if a.memory_budget is not None and a.memory_budget != "auto":
+        try:
+            budget = float(a.memory_budget)
+        except ValueError:
+            budget = math.nan
+        if not (math.isfinite(budget) and budget > 0):
+            p.error(
+                f"--memory-budget must be a positive number of MiB or auto, got {a.memory_budget!r}"
+            )
     if a.optimizer not in OPTIMIZERS:
         p.error(f"unknown optimizer {a.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     p.require_positive_numbers(a, "lr_min", "lr_max")
@@ -162,8 +188,9 @@ import jdl.optim
 from experiments import output
 from experiments.mlp_classifier import mlp_classifier
 from jdl.data import digits, standardize
-from jdl.run import ConfigurationMismatchError, save_params
+from jdl.run import ConfigurationMismatchError, save_params, use_compile_cache
 from jdl.search import Search, initialize_distributed, log_grid, population, use_cpu_cores
+from jdl.search.memory import MemoryBudgetError
 from jdl.search.report import (
     aggregate,
     best_config,
@@ -193,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # On a CPU-only host each core becomes a device (the search shards its members over them);
     # this must precede JAX's first computation, and changes nothing once JAX is running.
     use_cpu_cores(cfg.devices)
+    if not cfg.no_compile_cache:
+        use_compile_cache()  # before the first compilation
     if cfg.devices is not None and cfg.devices > len(jax.devices()):
         Parser(prog=PROG).error(
             f"--devices {cfg.devices} but only {len(jax.devices())} devices are available"
@@ -232,8 +261,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             steps=cfg.steps,
             test=splits.test,
             checkpoint_dir=cfg.checkpoint_dir,
+            members_per_chunk=None if cfg.memory_budget is None else "auto",
+            memory_budget=(
+                None
+                if cfg.memory_budget in (None, "auto")
+                else int(float(cfg.memory_budget) * 2**20)
+            ),
         )
-    except ConfigurationMismatchError as e:
+    except (ConfigurationMismatchError, MemoryBudgetError) as e:
         Parser(prog=PROG).error(str(e))
     wall = time.perf_counter() - start
     rows = records(result)

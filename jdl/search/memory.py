@@ -23,7 +23,12 @@ from typing import Any
 
 import jax
 
-__all__ = ["device_budget", "program_bytes", "slice_members"]
+__all__ = ["MemoryBudgetError", "device_budget", "program_bytes", "slice_members"]
+
+
+class MemoryBudgetError(ValueError):
+    """Not even one member per device fits the memory budget."""
+
 
 CPU_FRACTION = 0.5
 """The share of the host's physical memory that a search on CPU devices may use."""
@@ -92,10 +97,10 @@ def slice_members(
       per_device: the budget B of one device.
 
     Raises:
-      ValueError: not even one member per device fits.
+      MemoryBudgetError: not even one member per device fits.
     """
     if small_bytes > per_device:
-        raise ValueError(
+        raise MemoryBudgetError(
             f"one member per device needs {_mib(small_bytes)} per device, more than the budget "
             f"of {_mib(per_device)}: give a larger memory budget or use more devices"
         )
