@@ -242,24 +242,29 @@ class Members:
           ValueError: not even one configuration per device fits.
         """
         per_device = device_budget(list(self.mesh.devices.flat), budget)
-        train, val = self.place(train, val)
-        d, num_seeds = self.num_devices, len(pop.seeds)
-        full = padded_size(pop.num_configs, d)
-
-        def footprint(size: int) -> int:
-            args = self._advance_shapes(num_seeds, size, pop.hparams, train, val)
-            compiled = self._call.compiled(
-                f"advance{steps}", self._advance_fn(steps), *args, donate=(1, 3, 4)
-            )
-            found = program_bytes(compiled)
-            if found is None:  # no memory analysis: the members' arrays, in and out
-                found = 2 * sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(args[:5])) // d
-            return found
-
-        full_bytes = footprint(full)
+        full = padded_size(pop.num_configs, self.num_devices)
+        full_bytes = self.footprint(pop, train, val, steps, full)
         if full_bytes <= per_device:
             return full
-        return slice_members(full, full_bytes, footprint(d), d, per_device)
+        small_bytes = self.footprint(pop, train, val, steps, self.num_devices)
+        return slice_members(full, full_bytes, small_bytes, self.num_devices, per_device)
+
+    def footprint(
+        self, pop: Population, train: Dataset, val: Dataset, steps: int | None, size: int
+    ) -> int:
+        """The bytes one device holds while the chunk runs for S seeds x ``size``
+        configurations (XLA's memory analysis of the compiled chunk, which the run with these
+        shapes then reuses; without one: the members' arrays, in and out)."""
+        train, val = self.place(train, val)
+        args = self._advance_shapes(len(pop.seeds), size, pop.hparams, train, val)
+        compiled = self._call.compiled(
+            f"advance{steps}", self._advance_fn(steps), *args, donate=(1, 3, 4)
+        )
+        found = program_bytes(compiled)
+        if found is None:
+            found = 2 * sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(args[:5]))
+            found //= self.num_devices
+        return found
 
     def advance(
         self, state: SearchState, train: Dataset, val: Dataset, *, steps: int | None = None

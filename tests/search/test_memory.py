@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jdl.search import population
-from jdl.search.memory import device_budget, program_bytes, slice_members
+from jdl.search.memory import device_budget, slice_members
 
 from .conftest import STEPS, data_sets
 
@@ -27,24 +27,13 @@ def test_device_budget_splits_a_given_budget_and_reads_the_host_otherwise():
     assert 0 < device_budget(devices) < 2**50
 
 
-def footprint(search, pop, size, train, val):
-    """The per-device bytes of the chunk compiled for ``size`` configurations."""
-    args = search._advance_shapes(len(pop.seeds), size, pop.hparams, *search.place(train, val))
-    compiled = search._call.compiled(
-        "advanceNone", search._advance_fn(None), *args, donate=(1, 3, 4)
-    )
-    return program_bytes(compiled)
-
-
 def test_auto_slices_fit_the_budget_and_equal_one_slice(search):
     train, val, test = data_sets()
     pop = population({"learning_rate": LRS}, seeds=[0, 1])
     d = search.num_devices
     assert search.members_that_fit(pop, train, val, None) == len(LRS)  # a tiny model fits
-    full, small = (
-        footprint(search, pop, len(LRS), train, val),
-        footprint(search, pop, d, train, val),
-    )
+    full = search.footprint(pop, train, val, None, len(LRS))
+    small = search.footprint(pop, train, val, None, d)
     per_config = (full - small) / (len(LRS) // d - 1)
     # A configuration holds at least its 2 seeds' parameters and best parameters.
     state = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(search._param_shapes))
