@@ -98,12 +98,14 @@ def run_jdl(
         search.run(pop, train, val, steps=steps, progress=False)
         return time.perf_counter() - start
 
-    figures = {
+    figures: dict[str, Any] = {
         "compile_s": first.timing["compile_s"],
         "run_s": wall - first.timing["compile_s"],
         "wall_s": wall,
         "member_steps": float(len(lrs) * steps),
         "devices": float(search.num_devices),
+        "search": search,
+        "inputs": (pop, train, val),
     }
     return figures, rerun
 
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         use_compile_cache()
         figures, _ = run_jdl(lrs, a.steps, a.eval_every, None)
-        print(json.dumps(figures))
+        print(json.dumps({k: v for k, v in figures.items() if isinstance(v, float)}))
         return figures
     accelerator = jax.default_backend() != "cpu"
     seq_n = a.sequential_members or (min(a.members, 32) if accelerator else a.members)
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for _ in range(a.repeats):  # interleaved: a busy machine slows every variant alike
         for k, fn in cold.items():
             figures, rerun = fn()
+            figures = {k: v for k, v in figures.items() if isinstance(v, float)}
             walls[k].append(figures["wall_s"])
             if k not in best or figures["wall_s"] < best[k]["wall_s"]:
                 best[k] = figures
