@@ -12,6 +12,10 @@ and gradients). XLA reports M for a compiled program (``Compiled.memory_analysis
 arguments + outputs - donated aliases + temporaries); two programs (P and D members) give c
 and m, and the largest slice of members that fits a budget B per device is
 ``D * floor((B - c) / m)``.
+
+References:
+  JAX, "Ahead-of-time lowering and compilation" (``jax.stages.Compiled.memory_analysis``),
+  https://docs.jax.dev/en/latest/aot.html
 """
 
 from __future__ import annotations
