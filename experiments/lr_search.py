@@ -4,7 +4,7 @@
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
         [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
         [--export-best DIR] [--tensorboard DIR] [--scheduler {grid,random,halving,asha,pbt}]
-        [--budget MEMBER_STEPS]
+        [--budget MEMBER_STEPS] [--memory-budget MIB|auto] [--no-compile-cache]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]
         [--join-timeout S]]
 
@@ -37,6 +37,12 @@ command in each, with its own ``--process-id``; ``--devices`` is then each proce
 CPU devices, and the search uses every process's devices. Process 0 prints and writes the
 files; a peer missing after ``--join-timeout`` seconds or processes that disagree exit with
 status 2 and one line.
+
+``--memory-budget MIB`` trains the population in the largest slices of members that fit that
+many MiB on all devices together, as measured from the compiled chunk (``auto``: the devices'
+memory; for CPU devices, half the host's). Compiled programs are kept in JAX's persistent
+compilation cache (``~/.cache/jdl/jax``), so a second run of the same shapes does not compile;
+``--no-compile-cache`` or ``JDL_COMPILE_CACHE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -70,8 +76,9 @@ from experiments import output
 from experiments.lr_search_schedulers import search_with
 from experiments.mlp_classifier import mlp_classifier
 from jdl.data import digits, standardize
-from jdl.run import ConfigurationMismatchError, save_params
+from jdl.run import ConfigurationMismatchError, save_params, use_compile_cache
 from jdl.search import Population, Search, initialize_distributed, use_cpu_cores
+from jdl.search.memory import MemoryBudgetError
 from jdl.search.report import (
     aggregate,
     best_config,
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # On a CPU-only host each core becomes a device (the search shards its members over them);
     # this must precede JAX's first computation, and changes nothing once JAX is running.
     use_cpu_cores(cfg.devices)
+    if not cfg.no_compile_cache:
+        use_compile_cache()  # before the first compilation
     if cfg.devices is not None and cfg.devices > len(jax.local_devices()):
         Parser(prog=PROG).error(
             f"--devices {cfg.devices} but only {len(jax.local_devices())} devices are available"
@@ -150,8 +159,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             test=splits.test,
             checkpoint_dir=cfg.checkpoint_dir,
             tensorboard=cfg.tensorboard,
+            members_per_chunk=None if cfg.memory_budget is None else "auto",
+            memory_budget=(
+                None
+                if cfg.memory_budget in (None, "auto")
+                else int(float(cfg.memory_budget) * 2**20)
+            ),
         )
-    except ConfigurationMismatchError as e:
+    except (ConfigurationMismatchError, MemoryBudgetError) as e:
         Parser(prog=PROG).error(str(e))
     wall = time.perf_counter() - start
     result, lr = searched.result, searched.learning_rate

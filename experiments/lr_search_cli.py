@@ -85,6 +85,8 @@ class Config:
     scheduler: str = "grid"
     budget: int | None = None  # member-steps; None: num_lrs x seeds x steps
     join_timeout: int = 300  # seconds
+    memory_budget: str | None = None  # MiB, or "auto"
+    no_compile_cache: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -152,7 +154,32 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=d.join_timeout,
         help="seconds to wait for the other processes (multi-host)",
     )
+    p.add_argument(
+        "--memory-budget",
+        default=None,
+        help="train in slices of members that fit this many MiB (auto: the devices' memory)",
+    )
+    p.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (~/.cache/jdl/jax)",
+    )
     a = p.parse_args(argv)
+    if a.memory_budget is not None:
+        if a.memory_budget != "auto":
+            try:
+                budget = float(a.memory_budget)
+            except ValueError:
+                budget = math.nan
+            if not (math.isfinite(budget) and budget > 0):
+                p.error(
+                    "--memory-budget must be a positive number of MiB or auto, got "
+                    f"{a.memory_budget!r}"
+                )
+        if a.scheduler not in ("grid", "random"):
+            p.error(
+                "--memory-budget slices a grid or random search, not --scheduler " + a.scheduler
+            )
     if a.scheduler not in SCHEDULERS:
         p.error(f"unknown scheduler {a.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if a.budget is not None:

@@ -56,19 +56,22 @@ def search_with(
     test: Dataset,
     checkpoint_dir: str | None,
     tensorboard: str | None = None,
+    members_per_chunk: str | None = None,
+    memory_budget: int | None = None,
 ) -> Searched:
     """Runs scheduler ``kind`` (one of ``experiments.lr_search.SCHEDULERS``) for ``steps``
     steps of ``num_lrs`` slots x ``seeds`` seeds."""
     every = search.eval_every
     common = {"test": test, "checkpoint_dir": checkpoint_dir, "tensorboard": tensorboard}
+    sliced = {"members_per_chunk": members_per_chunk, "memory_budget": memory_budget}
     space = {"learning_rate": log_uniform(lr_min, lr_max)}
     drawn = random_search(space, num_lrs, seeds, seed=0)
     if kind == "grid":
         pop = population({"learning_rate": log_grid(lr_min, lr_max, num_lrs)}, seeds)
-        result = search.run(pop, train, val, steps=steps, **common)
+        result = search.run(pop, train, val, steps=steps, **common, **sliced)
         return Searched(result, _broadcast(pop.hparams["learning_rate"], seeds), None)
     if kind == "random":
-        result = search.run(drawn, train, val, steps=steps, **common)
+        result = search.run(drawn, train, val, steps=steps, **common, **sliced)
         record = {"kind": kind, "draws": Sampler(space).config}
         lr = _broadcast(drawn.hparams["learning_rate"], seeds)
     elif kind == "halving":

@@ -1,6 +1,11 @@
 """Test-wide settings: strict rank promotion, as equinox runs its tests."""
 
+import os
 import signal
+
+# The experiments and benchmarks turn on JAX's persistent compilation cache in the user's cache
+# folder; tests (and the subprocesses they start, which inherit this) never write there.
+os.environ["JDL_COMPILE_CACHE"] = "0"
 
 import jax
 import pytest

@@ -15,6 +15,7 @@ from jdl.run.checkpoint import (
     load_params,
     save_params,
 )
+from jdl.run.compile_cache import use_compile_cache
 from jdl.run.driver import Outcome, Progress, Run, Scheduler, drive
 from jdl.run.fit import FitResult, fit
 from jdl.run.pretraining import LayerwisePretraining, fine_tune, pretrain_layerwise
@@ -42,4 +43,5 @@ __all__ = [
     "pretrain_layerwise",
     "read_scalars",
     "save_params",
+    "use_compile_cache",
 ]

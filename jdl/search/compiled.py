@@ -78,6 +78,22 @@ class Programs:
             self.compile_seconds += time.perf_counter() - start  # the time waited for it
         return compiled(*args)
 
+    def compiled(self, name: str, fn: Callable, *args: Any, donate: tuple[int, ...]) -> Any:
+        """The compiled ``jit(fn)`` for the arguments ``args`` (arrays or
+        ``jax.ShapeDtypeStruct``), compiled now unless it already is; the call with this
+        signature then reuses it."""
+        key = (name, signature(args))
+        compiled = self._compiled.get(key)
+        start = time.perf_counter()
+        if compiled is None:
+            self.compilations += 1
+            compiled = self._compile(fn, args, donate)
+        elif isinstance(compiled, Future):
+            compiled = compiled.result()
+        self.compile_seconds += time.perf_counter() - start
+        self._compiled[key] = compiled
+        return compiled
+
     def compile_ahead(self, name: str, fn: Callable, *args: Any, donate: tuple[int, ...]) -> None:
         """Starts compiling ``jit(fn)`` for the argument descriptions ``args`` (arrays or
         ``jax.ShapeDtypeStruct``) in a background thread; the call with this signature waits

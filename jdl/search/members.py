@@ -4,8 +4,7 @@ the driver calls between chunks.
 `Members` places a population's arrays (member axis split over a 1-D mesh, data replicated),
 compiles `jdl.search.programs`' pure programs once per argument signature, and exposes them as
 ``init``, ``advance``, ``evaluate`` and ``copy_members``; `jdl.search.Search` adds ``run``.
-`PopulationRun` is what `jdl.run.drive` sees of a population: one chunk, and the progress of
-its members.
+`jdl.search.population_run.PopulationRun` is what the run driver sees of it.
 """
 
 from __future__ import annotations
@@ -20,11 +19,12 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jdl.data import Dataset
-from jdl.run import Progress, RunSpec
+from jdl.run import RunSpec
 from jdl.run.boundary import check_evaluation
 from jdl.run.driver import Row
 from jdl.search.compiled import Programs, signature
 from jdl.search.grid import Population
+from jdl.search.memory import device_budget, program_bytes, slice_members
 from jdl.search.programs import PopulationPrograms, SearchState
 from jdl.search.results import gather
 from jdl.search.sharding import (
@@ -34,12 +34,11 @@ from jdl.search.sharding import (
     padded_size,
     put,
     replicate,
-    to_host,
 )
 from jdl.train.model_state import evaluate
 from jdl.types import HParams, Metrics, ModelState, Params, Variables
 
-__all__ = ["Members", "PopulationRun"]
+__all__ = ["Members"]
 
 
 class Members:
@@ -167,17 +166,29 @@ class Members:
         valid = replicate(np.arange(size) < num_configs, self.mesh)
         clock = replicate(np.zeros((), np.int32), self.mesh)
         train, val = self.place(train, val)
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        params = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
-            self._init_shapes,
-        )
-        shapes_key = signature((hp, params, seeds))
-        if shapes_key not in self._state_shapes:
-            self._state_shapes[shapes_key] = jax.eval_shape(self._programs.init, hp, params, seeds)
-        shapes = self._state_shapes[shapes_key]
-        # The metrics: "train_loss" and "val_<k>" for each entry k of eval_fn's dict.
-        one = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in pop.hparams}
+        last = {
+            k: np.full((num_seeds, size), np.nan if jnp.issubdtype(d, jnp.floating) else 0, d)
+            for k, d in self._metric_dtypes(pop.hparams, val).items()
+        }
+        at_best = {k: v for k, v in last.items() if k.startswith("val_")}
+        last = put(last, self._shardings(last))
+        at_best = put(at_best, self._shardings(at_best))  # own buffers: donated
+        if ahead is not None:
+            # Compile the chunk in the background while the members are initialised (the
+            # critical path of a first run: it starts before any eager computation).
+            steps, own = ahead
+            args = self._advance_shapes(len(pop.seeds), size, pop.hparams, train, val)
+            self._call.compile_ahead(
+                f"advance{steps}{own}", self._advance_fn(steps, own), *args, donate=(1, 3, 4)
+            )
+        params = replicate(self.seed_params(pop), self.mesh)
+        state = self._call("init", self._programs.init, hp, params, seeds)
+        return SearchState(hp, state, clock, last, at_best, valid)
+
+    def _metric_dtypes(self, hparams: HParams, val: Dataset) -> dict[str, Any]:
+        """The metrics' dtypes: "train_loss" and "val_<k>" for each entry k of the dict of the
+        validation set's evaluation function (of hyper-parameters named as ``hparams``)."""
+        one = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hparams}
         evaluation = jax.eval_shape(
             lambda h, p, m, v: evaluate(self.spec.evaluation(h), p, m, v),
             one,
@@ -188,29 +199,89 @@ class Members:
         check_evaluation(evaluation)
         dtypes = {"train_loss": jnp.dtype(jnp.float32)}
         dtypes.update({f"val_{k}": jnp.dtype(v.dtype) for k, v in evaluation.items()})
+        return dtypes
+
+    def _advance_shapes(
+        self, num_seeds: int, size: int, hparams: HParams, train: Dataset, val: Dataset
+    ) -> tuple:
+        """``advance``'s arguments for S seeds x ``size`` configurations, as placed
+        ``jax.ShapeDtypeStruct`` descriptions (the data sets as given)."""
+        hp = {k: jax.ShapeDtypeStruct((num_seeds, size), jnp.float32) for k in hparams}
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        params = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((num_seeds, *a.shape), a.dtype, sharding=replicated),
+            self._init_shapes,
+        )
+        seeds = jax.ShapeDtypeStruct((num_seeds,), jnp.uint32, sharding=replicated)
+        key = signature((hp, params, seeds))
+        if key not in self._state_shapes:
+            self._state_shapes[key] = jax.eval_shape(self._programs.init, hp, params, seeds)
         last = {
-            k: np.full((num_seeds, size), np.nan if jnp.issubdtype(d, jnp.floating) else 0, d)
-            for k, d in dtypes.items()
+            k: jax.ShapeDtypeStruct((num_seeds, size), d)
+            for k, d in self._metric_dtypes(hparams, val).items()
         }
         at_best = {k: v for k, v in last.items() if k.startswith("val_")}
-        last = put(last, self._shardings(last))
-        at_best = put(at_best, self._shardings(at_best))  # own buffers: donated
-        if ahead is not None:
-            # Compile the chunk in the background while the members are initialised (the
-            # critical path of a first run: it starts before any eager computation).
-            shapes = jax.tree.map(
+        clock = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
+
+        def placed(tree: Any) -> Any:
+            return jax.tree.map(
                 lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                shapes,
-                self._shardings(shapes),
+                tree,
+                self._shardings(tree),
             )
-            steps, own = ahead
-            args = (hp, shapes, clock, last, at_best, train, val)
-            self._call.compile_ahead(
-                f"advance{steps}{own}", self._advance_fn(steps, own), *args, donate=(1, 3, 4)
-            )
-        params = replicate(self.seed_params(pop), self.mesh)
-        state = self._call("init", self._programs.init, hp, params, seeds)
-        return SearchState(hp, state, clock, last, at_best, valid)
+
+        state = placed(self._state_shapes[key])
+        return placed(hp), state, clock, placed(last), placed(at_best), train, val
+
+    def members_that_fit(
+        self,
+        pop: Population,
+        train: Dataset,
+        val: Dataset,
+        steps: int | None,
+        budget: int | None = None,
+    ) -> int:
+        """The most configurations (a multiple of the device count, at most the padded
+        population) whose compiled chunk fits the memory budget (`jdl.search.memory`).
+
+        The chunk for the whole population compiles first (the program a run that fits uses);
+        when it does not fit, the chunk for one configuration per device gives the footprint
+        of one member and of what does not grow with the members.
+
+        Args:
+          pop: the population.
+          train, val: the data sets.
+          steps: ``advance``'s ``steps``.
+          budget: the bytes the population may use on all devices (None: the devices'
+            memory, see `jdl.search.memory.device_budget`).
+
+        Raises:
+          ValueError: not even one configuration per device fits.
+        """
+        per_device = device_budget(list(self.mesh.devices.flat), budget)
+        full = padded_size(pop.num_configs, self.num_devices)
+        full_bytes = self.footprint(pop, train, val, steps, full)
+        if full_bytes <= per_device:
+            return full
+        small_bytes = self.footprint(pop, train, val, steps, self.num_devices)
+        return slice_members(full, full_bytes, small_bytes, self.num_devices, per_device)
+
+    def footprint(
+        self, pop: Population, train: Dataset, val: Dataset, steps: int | None, size: int
+    ) -> int:
+        """The bytes one device holds while the chunk runs for S seeds x ``size``
+        configurations (XLA's memory analysis of the compiled chunk, which the run with these
+        shapes then reuses; without one: the members' arrays, in and out)."""
+        train, val = self.place(train, val)
+        args = self._advance_shapes(len(pop.seeds), size, pop.hparams, train, val)
+        compiled = self._call.compiled(
+            f"advance{steps}False", self._advance_fn(steps), *args, donate=(1, 3, 4)
+        )
+        found = program_bytes(compiled)
+        if found is None:
+            found = 2 * sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(args[:5]))
+            found //= self.num_devices
+        return found
 
     def advance(
         self,
@@ -317,65 +388,3 @@ class Members:
             tested = self.evaluate(stop.best_params, test, stop.best_model_state)
             best.update({f"test_{k}": v for k, v in tested.items()})
         return gather(state.train, state.last, best, history, num_configs)
-
-
-class PopulationRun:
-    """A population as the run driver sees it: ``advance`` one chunk; ``observe`` the
-    metrics and the members' progress in one transfer.
-
-    Args:
-      members: the population's programs (its ``advance`` is looked up at every call).
-      train, val: the data sets.
-      steps: steps at t >= ``steps`` are no-ops (None: every step runs).
-      num_configs: the configurations that are not padding.
-      best: the best validation loss and its hyper-parameters before this run (the slices
-        of a population trained before it).
-      own_steps: members run at their own step counts (see `Members.advance`).
-
-    Attributes:
-      best: the best validation loss so far and its hyper-parameters.
-    """
-
-    def __init__(
-        self,
-        members: Members,
-        train: Dataset,
-        val: Dataset,
-        steps: int | None,
-        num_configs: int,
-        best: tuple[float, str] = (float("inf"), ""),
-        own_steps: bool = False,
-    ):
-        self._members, self._steps, self._n = members, steps, num_configs
-        self._own = own_steps
-        self._train, self._val = members.place(train, val)
-        self.best = best
-
-    def advance(self, state: SearchState) -> tuple[SearchState, Metrics]:
-        return self._members.advance(
-            state, self._train, self._val, steps=self._steps, own_steps=self._own
-        )
-
-    def observe(self, state: SearchState, metrics: Metrics) -> tuple[Row, Progress]:
-        stop = state.train.stop
-        metrics, clock, stopped, diverged, best, hp = to_host(
-            (metrics, state.clock, stop.should_stop, stop.diverged, stop.best_metric, state.hparams)
-        )
-        n = self._n
-        stopped, diverged, best = stopped[:, :n], diverged[:, :n], best[:, :n]
-        finite = np.where(np.isfinite(best), best, np.inf)
-        s, h = np.unravel_index(np.argmin(finite), finite.shape)
-        if finite[s, h] < self.best[0]:
-            self.best = (
-                float(finite[s, h]),
-                ", ".join(f"{k}={v[s, h]:.4g}" for k, v in hp.items()),
-            )
-        progress = Progress(
-            step=int(clock),
-            training=int((~stopped).sum()),
-            stopped=int((stopped & ~diverged).sum()),
-            diverged=int(diverged.sum()),
-            best_loss=self.best[0],
-            best_at=self.best[1],
-        )
-        return dict(metrics), progress

@@ -23,6 +23,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import jax
 import numpy as np
@@ -35,7 +36,8 @@ from jdl.run import Checkpoints, RunSpec, Scheduler, drive, fingerprint
 from jdl.run.tensorboard import TensorBoard
 from jdl.search.distributed import check_same
 from jdl.search.grid import Population
-from jdl.search.members import Members, PopulationRun
+from jdl.search.members import Members
+from jdl.search.population_run import PopulationRun
 from jdl.search.programs import SearchState
 from jdl.search.results import SearchResult, assemble
 from jdl.search.sharding import padded_size
@@ -143,7 +145,8 @@ class Search(Members):
         *,
         steps: int,
         test: Dataset | None = None,
-        members_per_chunk: int | None = None,
+        members_per_chunk: int | Literal["auto"] | None = None,
+        memory_budget: int | None = None,
         progress: bool = True,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
@@ -163,7 +166,12 @@ class Search(Members):
           steps: the step budget of every member, >= 1.
           test: evaluated with each member's best parameters when given.
           members_per_chunk: train at most this many configurations (times the S seeds) at
-            once, for a population too large for memory; None: all at once.
+            once, for a population too large for memory; None: all at once; ``"auto"``: the
+            most that fit the devices' memory, or ``memory_budget``, read from the compiled
+            chunk (`Search.members_that_fit`).
+          memory_budget: with ``members_per_chunk="auto"``, the bytes the population may use
+            on all devices together (default: 90% of an accelerator's memory; half the host's
+            memory for CPU devices).
           progress: show a tqdm progress bar between chunks (steps, members training /
             stopped / diverged, the best validation loss so far and its hyper-parameters), on
             process 0 of several.
@@ -194,9 +202,14 @@ class Search(Members):
         steps = check_count("steps", steps)
         check_count("checkpoint_every", checkpoint_every)
         if members_per_chunk is not None:
-            check_count("members_per_chunk", members_per_chunk)
+            if members_per_chunk != "auto":
+                check_count("members_per_chunk", members_per_chunk)
             if scheduler is not None:
                 raise ValueError("a scheduler acts on the whole population: no members_per_chunk")
+        if memory_budget is not None:
+            check_count("memory_budget", memory_budget)
+            if members_per_chunk != "auto":
+                raise ValueError('memory_budget needs members_per_chunk="auto"')
         compile_before = self.compile_seconds
         start = time.perf_counter()
         self.check(pop, train, val)
@@ -207,6 +220,8 @@ class Search(Members):
         num_configs = pop.num_configs
         # A scheduler that restarts members (ASHA) runs each at its own step count.
         own = bool(getattr(scheduler, "own_steps", False))
+        if members_per_chunk == "auto":
+            members_per_chunk = self.members_that_fit(pop, train, val, last_steps, memory_budget)
         part = num_configs if members_per_chunk is None else members_per_chunk
         part = padded_size(min(part, num_configs), self.num_devices)
         slices = range(0, num_configs, part)

@@ -171,6 +171,8 @@ def test_lr_search_interrupted_writes_and_exits_130(tmp_path, capsys, monkeypatc
         (["--bogus"], "unrecognized arguments"),
         (["--devices", "0"], "--devices must be a positive int"),
         (["--coordinator", "h:1"], "need --distributed"),
+        (["--memory-budget", "0"], "--memory-budget must be a positive number of MiB or auto"),
+        (["--memory-budget", "lots"], "--memory-budget must be a positive number of MiB or auto"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
@@ -218,3 +220,14 @@ def test_bad_scheduler_combinations_exit_2(argv, message, capsys, tmp_path):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_memory_budget_too_small_for_one_member_exits_2_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--num-lrs", "2", "--steps", "4", "--hidden", "8", "--memory-budget", "0.001"]
+    with pytest.raises(SystemExit) as exc:
+        lr_search.main([*argv, "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "one member per device needs" in err and err.count("\n") == 1
+    assert not out.exists()
