@@ -26,17 +26,15 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import jax
-import numpy as np
 import optax
 from tqdm.auto import tqdm
 
 from jdl.data import Dataset
 from jdl.hyperparams import check_count
-from jdl.run import Checkpoints, RunSpec, Scheduler, drive, fingerprint
-from jdl.run.tensorboard import TensorBoard
-from jdl.search.distributed import check_same
+from jdl.run import RunSpec, Scheduler, drive
 from jdl.search.grid import Population
 from jdl.search.members import Members
+from jdl.search.outputs import final_metrics, slice_board, slice_checkpoints
 from jdl.search.population_run import PopulationRun
 from jdl.search.programs import SearchState
 from jdl.search.results import SearchResult, assemble
@@ -238,9 +236,9 @@ class Search(Members):
                 try:
                     state = self.init(sub, train, val, size=part, ahead=(last_steps, own))
                     run = PopulationRun(self, train, val, last_steps, kept, best, own)
-                    board = None if tensorboard is None else _board(tensorboard, sub, part)
-                    checkpoints = self._checkpoints(
-                        folder, sub, state, train, val, steps, scheduler, own
+                    board = None if tensorboard is None else slice_board(tensorboard, sub, part)
+                    checkpoints = slice_checkpoints(
+                        self, folder, sub, state, train, val, steps, scheduler, own
                     )
                     if bar is None:  # after a checkpoint's checks: their errors come first
                         total = len(slices) * steps
@@ -272,7 +270,7 @@ class Search(Members):
                 best = run.best
                 pieces.append(self.fetch(outcome.state, outcome.history, test, kept))
                 if board is not None:
-                    board.finish(_final_metrics(pieces[-1], part))
+                    board.finish(final_metrics(pieces[-1], part))
                 if outcome.interrupted:
                     interrupted = True
                     break
@@ -291,75 +289,3 @@ class Search(Members):
             run_s,
             interrupted=interrupted,
         )
-
-    def _checkpoints(
-        self,
-        folder: str | None,
-        pop: Population,
-        state: SearchState,
-        train: Dataset,
-        val: Dataset,
-        steps: int,
-        scheduler: Scheduler | None,
-        own_steps: bool = False,
-    ) -> contextlib.AbstractContextManager[Checkpoints | None]:
-        """The checkpoints of one slice's run, with the fingerprint of its configuration; with
-        several processes, refuses a run whose processes disagree on it (`check_same`)."""
-        if folder is None and jax.process_count() == 1:
-            return contextlib.nullcontext()
-        # What the processes must agree on (checked when there are several), and with the
-        # program, what makes a checkpoint this run's.
-        print_ = fingerprint(
-            hparams=[pop.hparams[k] for k in sorted(pop.hparams)],
-            names=sorted(pop.hparams),
-            seeds=pop.seeds,
-            steps=steps,
-            eval_every=self.eval_every,
-            batch_size=self.spec.batch_size,
-            data=[train.x, train.y, val.x, val.y],
-            params=jax.tree.leaves(self.seed_params(pop)),
-            devices=self.num_devices,
-            scheduler=None if scheduler is None else scheduler.config,
-        )
-        if folder is None:
-            check_same(print_)
-            return contextlib.nullcontext()
-        place = self.place(train, val)
-        print_ = fingerprint(program=self.lowered_advance(state, *place, steps, own_steps)) | print_
-        check_same(print_)
-        checkpoints = Checkpoints(folder, fingerprint=print_)
-        try:
-            checkpoints.verify()
-        except ValueError:
-            checkpoints.close()
-            raise
-        return checkpoints
-
-
-def _board(logdir: str | os.PathLike, pop: Population, size: int) -> TensorBoard:
-    """The TensorBoard writer of a slice of ``size`` configurations (padding not written)."""
-    members = []
-    for seed in pop.seeds:
-        for h in range(size):
-            if h >= pop.num_configs:
-                members.append(None)
-                continue
-            config = pop.config(h)
-            name = ",".join(f"{k}={v:.4g}" for k, v in config.items()) + f",seed={int(seed)}"
-            members.append((name, {**config, "seed": int(seed)}))
-    return TensorBoard(logdir, members)
-
-
-def _final_metrics(piece: dict, size: int) -> dict[str, np.ndarray]:
-    """A slice's final metrics for the HParams dashboard, (S, size) with NaN on the padding:
-    the best validation (and test) metrics, and the last training loss."""
-    train = piece["train"]
-    metrics = {"best_val_loss": train[2], "steps": train[0].astype(np.float64)}
-    metrics.update({f"best_{k}": v for k, v in piece["best"].items()})
-    metrics["final_train_loss"] = piece["final"]["train_loss"]
-    return {
-        k: np.pad(
-            np.asarray(v, np.float64), ((0, 0), (0, size - v.shape[1])), constant_values=np.nan
-        )
-        for k, v in metrics.items()
-    }
