@@ -132,8 +132,11 @@ def runs(tmp_path_factory):
 def test_two_processes_resumed_equal_one_process_with_four_devices(runs):
     root, codes, chunks = runs
     # Both processes died when chunk KILL_AT started, after the checkpoints of the chunks before
-    # it (orbax keeps the last two): each process saved its own shards of them.
-    assert codes["killed0"] == codes["killed1"] == -signal.SIGKILL, log(root / "killed", "process0")
+    # it (orbax keeps the last two): each process saved its own shards of them. A process whose
+    # peer was killed first may abort in the collective before it kills itself (SIGABRT).
+    hard = {-signal.SIGKILL, -signal.SIGABRT}
+    assert codes["killed0"] in hard and codes["killed1"] in hard, log(root / "killed", "process0")
+    assert -signal.SIGKILL in (codes["killed0"], codes["killed1"])
     assert sorted(chunks) == [KILL_AT - 2, KILL_AT - 1]
     assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(chunks[KILL_AT - 1])
     assert not (root / "killed/out0").exists()  # killed before writing anything
