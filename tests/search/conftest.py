@@ -60,9 +60,8 @@ ES = early_stopping(8, divergence_threshold=10.0)
 CHUNK, STEPS = 4, 12  # 3 chunks
 
 
-@pytest.fixture(scope="session")
-def search():
-    """One compiled search reused by the tests (same shapes: no recompilation)."""
+def make_search():
+    """The search of the tests: SGD on the tiny MLP, chunks of CHUNK steps."""
     return Search(
         init_fn,
         sgd_factory,
@@ -72,3 +71,9 @@ def search():
         eval_every=CHUNK,
         early_stopping=ES,
     )
+
+
+@pytest.fixture(scope="session")
+def search():
+    """One compiled search reused by the tests (same shapes: no recompilation)."""
+    return make_search()

@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 
 if __package__:
-    from .conftest import CHUNK, ES, data_sets, eval_fn, init_fn, loss_fn, sgd_factory
+    from .conftest import CHUNK, data_sets, make_search
 else:  # run as the killed subprocess
-    from conftest import CHUNK, ES, data_sets, eval_fn, init_fn, loss_fn, sgd_factory
+    from conftest import CHUNK, data_sets, make_search
 
 from jdl.search import (
     Sampler,
-    Search,
     asha,
     log_uniform,
     population,
@@ -33,18 +32,6 @@ from jdl.search import (
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KINDS = {"asha": 4, "grid": 3, "halving": 2, "pbt": 3}  # the chunk whose start kills the subprocess
-
-
-def make_search():
-    return Search(
-        init_fn,
-        sgd_factory,
-        loss_fn=loss_fn,
-        eval_fn=eval_fn,
-        batch_size=32,
-        eval_every=CHUNK,
-        early_stopping=ES,
-    )
 
 
 def run(kind, search, checkpoint_dir=None):
