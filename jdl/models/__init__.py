@@ -15,6 +15,7 @@ from jdl.models.mlp import MLP
 from jdl.models.stacked import stacked_classifier
 from jdl.models.stateful import StatefulApplyFn, stateful
 from jdl.models.tied import TiedDense
+from jdl.models.width import restrict_width, width_masks
 
 __all__ = [
     "MLP",
@@ -29,7 +30,9 @@ __all__ = [
     "from_linen",
     "functional",
     "reconstruction_metrics",
+    "restrict_width",
     "sparse_loss",
     "stacked_classifier",
     "stateful",
+    "width_masks",
 ]

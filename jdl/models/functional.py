@@ -38,8 +38,10 @@ def functional(module: nnx.Module) -> tuple[ApplyFn, Params]:
         updates would be lost by this pure function; `jdl.models.stateful` carries them).
 
     Returns:
-      ``(apply_fn, params)``: ``apply_fn(params, x, *, key=None) -> y`` is pure; ``params`` is a
-      nested dict of arrays (a copy: changing it does not change ``module``).
+      ``(apply_fn, params)``: ``apply_fn(params, x, *, key=None, **kwargs) -> y`` is pure (other
+      keyword arguments reach the module's ``__call__``, e.g. `jdl.models.MLP`'s ``widths``
+      and ``dropout_rate``, which may be traced hyper-parameters); ``params`` is a nested dict
+      of arrays (a copy: changing it does not change ``module``).
 
     Raises:
       TypeError: ``module`` is not an NNX module, or holds ``nnx.BatchStat`` variables.
@@ -75,15 +77,17 @@ def functional(module: nnx.Module) -> tuple[ApplyFn, Params]:
         {node.tag for _, node in nnx.iter_graph(module) if isinstance(node, nnx.RngStream)}
     )
 
-    def apply_fn(params: Params, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+    def apply_fn(
+        params: Params, x: jax.Array, *, key: jax.Array | None = None, **kwargs: Any
+    ) -> jax.Array:
         if key is None:
-            return nnx.merge(eval_graphdef, params, rest)(x)
+            return nnx.merge(eval_graphdef, params, rest)(x, **kwargs)
         model = nnx.merge(train_graphdef, params, rest)
         if takes_rngs:
-            return model(x, rngs=nnx.Rngs(key))
+            return model(x, rngs=nnx.Rngs(key), **kwargs)
         if streams:
             nnx.reseed(model, **{tag: jax.random.fold_in(key, i) for i, tag in enumerate(streams)})
-        return model(x)
+        return model(x, **kwargs)
 
     return apply_fn, jax.tree.map(jnp.array, nnx.to_pure_dict(params))
 

@@ -6,7 +6,12 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
+
+from jdl.models.width import width_masks
 
 
 class MLP(nnx.Module):
@@ -70,16 +75,57 @@ class MLP(nnx.Module):
         )
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs) if dropout_rate > 0 else None
 
-    def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """The output y for inputs x of shape (..., d_0); ``rngs`` overrides the dropout
-        stream."""
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        rngs: nnx.Rngs | None = None,
+        widths: Sequence[ArrayLike] | None = None,
+        dropout_rate: ArrayLike | None = None,
+    ) -> jax.Array:
+        r"""The output y for inputs x of shape (..., d_0).
+
+        Args:
+          x: inputs of shape (..., d_0).
+          rngs: overrides the dropout stream.
+          widths: hidden widths :math:`w_l \le d_l` of a narrower network inside this one
+            (width by masking, `jdl.models.width`): the units beyond them output 0. Ints or
+            traced scalars, so that the widths can be hyper-parameters of a population.
+          dropout_rate: p for this call instead of the constructor's, possibly traced (a
+            hyper-parameter of a population); applied only when ``rngs`` is given (training
+            mode, as `jdl.models.functional` calls it with a key), with the masks
+            ``nnx.Dropout`` would draw from ``rngs``.
+        """
         if x.ndim < 1 or x.shape[-1] != self.layers[0].in_features:
             raise ValueError(
                 f"MLP expects inputs of shape (..., {self.layers[0].in_features}), "
                 f"got {tuple(x.shape)}"
             )
-        for layer in self.layers[:-1]:
+        hidden = self.layers[:-1]
+        masks = None
+        if widths is not None:
+            masks = width_masks([layer.out_features for layer in hidden], widths)
+        for i, layer in enumerate(hidden):
             x = self.activation(layer(x))
-            if self.dropout is not None:
+            if masks is not None:
+                x = jnp.where(masks[i], x, 0.0)
+            if dropout_rate is not None:
+                x = x if rngs is None else dropout(x, dropout_rate, rngs["dropout"]())
+            elif self.dropout is not None:
                 x = self.dropout(x, rngs=rngs)
         return self.layers[-1](x)
+
+
+def dropout(x: jax.Array, rate: ArrayLike, key: jax.Array) -> jax.Array:
+    r"""Dropout whose rate may be traced: :math:`\tilde x = x \odot z / (1 - p)`,
+    :math:`z_j \sim \text{Bernoulli}(1 - p)`, with the mask ``nnx.Dropout`` draws from
+    ``key`` (the same result for a concrete p).
+
+    Raises:
+      ValueError: a concrete rate outside [0, 1).
+    """
+    if not isinstance(rate, jax.core.Tracer) and not 0.0 <= float(np.asarray(rate)) < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), got {rate!r}")
+    keep = 1.0 - (rate if isinstance(rate, int | float) else jnp.asarray(rate, x.dtype))
+    mask = jax.random.bernoulli(key, p=keep, shape=x.shape)
+    return jax.lax.select(mask, x / keep, jnp.zeros_like(x))

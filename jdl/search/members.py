@@ -25,7 +25,7 @@ from jdl.run.driver import Row
 from jdl.search.compiled import Programs, signature
 from jdl.search.grid import Population
 from jdl.search.memory import device_budget, program_bytes, slice_members
-from jdl.search.programs import PopulationPrograms, SearchState
+from jdl.search.programs import InitMember, PopulationPrograms, SearchState
 from jdl.search.results import gather
 from jdl.search.sharding import (
     member_mesh,
@@ -49,13 +49,14 @@ class Members:
         init_fn: Callable[[jax.Array], Params],
         spec: RunSpec,
         devices: int | Sequence[jax.Device] | None,
+        init_member: InitMember | None = None,
     ):
         self.spec = spec
         self.eval_every = spec.eval_every
         self.mesh = member_mesh(devices)
         self.num_devices = self.mesh.devices.size
         self._call = Programs(self._shardings)
-        self._programs = PopulationPrograms(spec)
+        self._programs = PopulationPrograms(spec, init_member)
         self._init_fn = init_fn
         # init_fn returns params, or Variables(params, model_state) for a model with state.
         self._init_shapes = jax.eval_shape(init_fn, jax.eval_shape(jax.random.key, 0))
@@ -100,6 +101,7 @@ class Members:
                 ("make_loss_fn", self.spec.loss),
                 ("make_eval_fn", self.spec.evaluation),
                 ("early_stopping", self.spec.rule),
+                ("init_member", self._check_init_member),
             ):
                 try:
                     factory(dict(config))
@@ -114,6 +116,12 @@ class Members:
         self.spec.check(
             pop.config(0), self._param_shapes, key, train, val, self._model_state_shapes
         )
+
+    def _check_init_member(self, hp: HParams) -> None:
+        """``init_member`` of ``hp`` keeps the seed's parameters' shapes (abstractly)."""
+        init_member, shapes = self._programs.init_member, self._param_shapes
+        if init_member is not None and jax.eval_shape(init_member, shapes, hp) != shapes:
+            raise ValueError("init_member(params, hp) must return parameters of params' shapes")
 
     def seed_params(self, pop: Population) -> Params:
         """Each seed's initial parameters ``init_fn(k_init)`` (`jdl.types.Variables` for a

@@ -7,6 +7,7 @@ Their arguments are the population's arrays with a seed axis S and a configurati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -16,7 +17,10 @@ from jdl.data import Dataset
 from jdl.run.spec import RunSpec
 from jdl.train import TrainState, init_state
 from jdl.train.model_state import evaluate
-from jdl.types import HParams, Params
+from jdl.types import HParams, Params, Variables
+
+InitMember = Callable[[Params, HParams], Params]
+"""``init_member(params, hp) -> params``: a member's initial parameters from its seed's."""
 
 
 class SearchState(NamedTuple):
@@ -46,11 +50,18 @@ class SearchState(NamedTuple):
 
 class PopulationPrograms(NamedTuple):
     """The programs of a population whose member (s, h) is the run of seed s and
-    hyper-parameters ``hp[s, h]`` described by ``spec`` (`jdl.run.RunSpec`)."""
+    hyper-parameters ``hp[s, h]`` described by ``spec`` (`jdl.run.RunSpec`), starting from
+    its seed's parameters, through ``init_member`` when given."""
 
     spec: RunSpec
+    init_member: InitMember | None = None
 
     def _member_init(self, hp: HParams, params: Params, key: jax.Array) -> TrainState:
+        if self.init_member is not None:
+            if isinstance(params, Variables):
+                params = Variables(self.init_member(params.params, hp), params.model_state)
+            else:
+                params = self.init_member(params, hp)
         return init_state(params, self.spec.transformation(hp), self.spec.rule(hp), key)
 
     def init(self, hp: HParams, params: Params, seeds: jax.Array) -> TrainState:

@@ -91,6 +91,11 @@ class Search(Members):
         ``lambda hp: early_stopping(hp["patience"], patience_increase=hp["increase"])``; None
         keeps the best parameters and stops a member only on a non-finite loss.
       devices: None (all devices), a count, or a list of devices.
+      init_member: ``init_member(params, hparams) -> params``, a member's initial parameters
+        from its seed's, when they depend on its hyper-parameters: with the hidden widths as
+        hyper-parameters (width by masking), ``lambda p, hp: restrict_width(p, (hp["width"],))``
+        (`jdl.models.restrict_width`); None: the seed's parameters. Members reset by a
+        scheduler start from it too.
 
     Example::
 
@@ -119,8 +124,12 @@ class Search(Members):
         eval_every: int,
         early_stopping: EarlyStopping | Callable[[HParams], EarlyStopping] | None = None,
         devices: int | Sequence[jax.Device] | None = None,
+        init_member: Callable[[Params, HParams], Params] | None = None,
     ):
-        for name, f in (("init_fn", init_fn), ("optimizer", optimizer)):
+        checked = {"init_fn": init_fn, "optimizer": optimizer}
+        if init_member is not None:
+            checked["init_member"] = init_member
+        for name, f in checked.items():
             if not callable(f):
                 raise TypeError(f"{name} must be callable, got {type(f).__name__}")
         spec = RunSpec(
@@ -133,7 +142,7 @@ class Search(Members):
             make_loss_fn=make_loss_fn,
             make_eval_fn=make_eval_fn,
         )
-        super().__init__(init_fn, spec, devices)
+        super().__init__(init_fn, spec, devices, init_member)
 
     def run(
         self,
