@@ -119,11 +119,8 @@ class Members:
 
     def _check_init_member(self, hp: HParams) -> None:
         """``init_member`` of ``hp`` keeps the seed's parameters' shapes (abstractly)."""
-        init_member, shapes = self._programs.init_member, self._param_shapes
-        if (
-            init_member is not None
-            and jax.eval_shape(lambda p: init_member(p, hp), shapes) != shapes
-        ):
+        init, shapes = self._programs.init_member, self._param_shapes
+        if init is not None and jax.eval_shape(lambda p: init(p, hp), shapes) != shapes:
             raise ValueError("init_member(params, hp) must return parameters of params' shapes")
 
     def seed_params(self, pop: Population) -> Params:
