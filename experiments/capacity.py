@@ -36,6 +36,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ from flax import nnx
 import jdl.optim
 from experiments import output
 from jdl.data import Dataset, digits, stratified_subset
-from jdl.models import MLP, functional
+from jdl.models import MLP, functional, restrict_width
 from jdl.search import Search, SearchResult, fold_summary, kfold, population, product
 from jdl.train import classification, early_stopping
 
@@ -105,14 +106,14 @@ def load(cfg: Config, prog: str) -> Splits:
 
 
 @functools.cache
-def mlp(width: int, dropout_rate: float = 0.0) -> tuple[Callable, Callable, Callable]:
-    """The 64-width-10 MLP: ``apply_fn``, compiled ``init_fn(key) -> params`` and compiled
-    ``evaluate(params, datasets)`` (``eval_fn`` of every member on each data set). Cached, so
-    searches of one model share their compiled initialisation and evaluation."""
+def mlp(width: int) -> tuple[Callable, Callable, Callable]:
+    """The 64-width-10 MLP: ``apply_fn`` (``widths`` and ``dropout_rate`` may be given at call
+    time), compiled ``init_fn(key) -> params`` and compiled ``evaluate(params, datasets)``
+    (``eval_fn`` of every member on each data set). Cached, so searches of one model share
+    their compiled initialisation and evaluation."""
 
     def build(key: jax.Array) -> MLP:
-        rngs = nnx.Rngs(params=key, dropout=key)
-        return MLP((64, width, 10), dropout_rate=dropout_rate, rngs=rngs)
+        return MLP((64, width, 10), rngs=nnx.Rngs(params=key))
 
     apply_fn, _ = functional(build(jax.random.key(0)))
     eval_fn = classification(apply_fn)[1]
@@ -132,16 +133,17 @@ def train(
     splits: Splits,
     *,
     make_loss_fn: Callable | None = None,
-    dropout_rate: float = 0.0,
+    init_member: Callable | None = None,
 ) -> tuple[SearchResult, Callable[[Any], dict[str, dict[str, np.ndarray]]]]:
     """One vmapped search of the 64-width-10 MLP over ``hparams`` x seeds with Adam.
 
     ``make_loss_fn(hparams) -> loss_fn`` defaults to the cross-entropy of
-    `jdl.train.classification` whatever the hyper-parameters. Returns the search's result and
-    ``evaluate``, which maps parameters with leaves (S, H, ...) to ``eval_fn`` on the "train",
-    "val" and "test" sets (one compiled program for the three), each metric of shape (S, H).
+    `jdl.train.classification` whatever the hyper-parameters; ``init_member`` is
+    `jdl.search.Search`'s. Returns the search's result and ``evaluate``, which maps parameters
+    with leaves (S, H, ...) to ``eval_fn`` on the "train", "val" and "test" sets (one compiled
+    program for the three), each metric of shape (S, H).
     """
-    apply_fn, init_fn, evaluate_all = mlp(width, dropout_rate)
+    apply_fn, init_fn, evaluate_all = mlp(width)
     loss_fn, eval_fn = classification(apply_fn)
     search = Search(
         init_fn,
@@ -152,6 +154,7 @@ def train(
         eval_every=cfg.eval_every,
         # patience longer than the run: never stops, keeps the best parameters
         early_stopping=early_stopping(cfg.steps + cfg.eval_every),
+        init_member=init_member,
     )
     train_set, val, _ = splits
     result = search.run(population(hparams, seeds=cfg.seeds), train_set, val, steps=cfg.steps)
@@ -169,22 +172,34 @@ def stats(values: np.ndarray) -> dict[str, float]:
 
 
 def study(cfg: Config, splits: Splits) -> dict[str, Any]:
-    """Per width of ``cfg.widths``: final and best losses over seeds, and the validation curve."""
+    """Per width of ``cfg.widths``: final and best losses over seeds, and the validation curve.
+
+    Every width x seed trains in one program: the MLP is compiled at the largest width and
+    each member masks the units beyond its own (`jdl.models.restrict_width`), so it trains as
+    a separately built 64-w-10 network would."""
+    apply_fn = mlp(max(cfg.widths))[0]
+    result, evaluate = train(
+        cfg,
+        max(cfg.widths),
+        {"width": [float(w) for w in cfg.widths]},
+        splits,
+        make_loss_fn=lambda hp: classification(partial(apply_fn, widths=(hp["width"],)))[0],
+        init_member=lambda params, hp: restrict_width(params, (hp["width"],)),
+    )
+    final = evaluate(result.params)
+    train_eval, val_eval = final["train"], final["val"]
     rows = []
-    for width in cfg.widths:
-        result, evaluate = train(cfg, width, {"width": [width]}, splits)
-        final = evaluate(result.params)
-        train_eval, val_eval = final["train"], final["val"]
+    for h, width in enumerate(cfg.widths):
         rows.append(
             {
                 "width": width,
                 "parameters": 64 * width + width + width * 10 + 10,
-                "train_loss": stats(train_eval["loss"][:, 0]),
-                "val_loss": stats(val_eval["loss"][:, 0]),
-                "best_val_loss": stats(result.best_val_loss[:, 0]),
-                "best_step": stats(result.best_step[:, 0].astype(float)),
-                "val_accuracy": stats(val_eval["accuracy"][:, 0]),
-                "val_curve": np.nanmean(result.history["val_loss"][:, :, 0], axis=1).tolist(),
+                "train_loss": stats(train_eval["loss"][:, h]),
+                "val_loss": stats(val_eval["loss"][:, h]),
+                "best_val_loss": stats(result.best_val_loss[:, h]),
+                "best_step": stats(result.best_step[:, h].astype(float)),
+                "val_accuracy": stats(val_eval["accuracy"][:, h]),
+                "val_curve": np.nanmean(result.history["val_loss"][:, :, h], axis=1).tolist(),
             }
         )
     best = min(rows, key=lambda r: r["val_loss"]["mean"])

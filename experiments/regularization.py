@@ -25,8 +25,9 @@ every member the same initial parameters and data order); the coefficient with t
 validation accuracy is chosen and its test accuracy reported, mean and spread (sample standard
 deviation) over the seeds. No regularization, L2, L1, Gaussian noise and the output penalty
 share one search (one compiled program, the unused terms weighted by 0); worst-of-k, the
-unconstrained noise and the two Jacobian penalties, whose terms cost more, have their own;
-dropout's rate fixes the model's structure, so each rate is a search. Early stopping restores,
+unconstrained noise and the two Jacobian penalties, whose terms cost more, have their own, and
+so has dropout, its rates one hyper-parameter of the program (`jdl.models.MLP` takes the rate at
+call time, possibly traced). Early stopping restores,
 per run, the parameters of the lowest validation loss seen during the unregularized run
 (patience longer than the run): its hyper-parameter, the training time, is chosen on the
 validation set run by run. The other methods report their final parameters. The verdict takes

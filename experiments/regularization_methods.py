@@ -28,7 +28,7 @@ from jdl.regularizers import jacobian_penalty_estimate, l1_penalty, l2_penalty, 
 
 # Methods trained together in one search: their loss terms are cheap enough to share.
 PENALTY_GROUP = ("none", "l2", "l1", "gaussian_noise", "output_penalty")
-ALONE = ("worst_of_k", "unconstrained_noise", "jacobian", "weight_jacobian")
+ALONE = ("dropout", "worst_of_k", "unconstrained_noise", "jacobian", "weight_jacobian")
 NEAR_ZERO = 1e-3  # |w| below this counts as driven to zero
 WEIGHT_JACOBIAN_EXAMPLES = 10  # of each batch: ||dy/dw||^2 costs one backward pass per example
 
@@ -54,9 +54,10 @@ def weight_jacobian_estimate(
     return coefficient * jnp.mean(jax.vmap(one)(x, probes))
 
 
-def make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool, k: int):
+def make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, k: int):
     """``make_loss_fn(hparams) -> loss_fn``: cross-entropy plus the terms of ``methods``, each
-    weighted by ``hparams[method]`` (0 turns a term off)."""
+    weighted by ``hparams[method]`` (0 turns a term off); with ``"dropout"``, the MLP drops
+    its hidden units at the rate ``hparams["dropout"]``."""
 
     def make(hp: dict[str, jax.Array]) -> Callable:
         def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
@@ -79,7 +80,10 @@ def make_loss_fn(apply_fn: Callable, methods: tuple[str, ...], *, dropout: bool,
                     return gaussian_noise(kk, z, hp["worst_of_k"])
 
                 x = worst_of_k(worst_key, x, per_example, perturb, k)
-            logits = apply_fn(params, x, key=dropout_key if dropout else None)
+            drop = (
+                {"key": dropout_key, "dropout_rate": hp["dropout"]} if "dropout" in methods else {}
+            )
+            logits = apply_fn(params, x, **drop)
             loss = softmax_cross_entropy(logits, batch.y)
             if "l2" in methods:
                 loss = loss + l2_penalty(params, hp["l2"])
@@ -129,7 +133,7 @@ def methods_results(
         names = [m for m in group if m != "none"] or ["none"]
         hparams = {n: [v if m == n else 0.0 for m, v in rows] for n in names}
         apply_fn = capacity.mlp(cfg.hidden)[0]
-        loss_maker = make_loss_fn(apply_fn, group, dropout=False, k=cfg.k)
+        loss_maker = make_loss_fn(apply_fn, group, k=cfg.k)
         result, evaluate = capacity.train(cfg, cfg.hidden, hparams, splits, make_loss_fn=loss_maker)
         final = evaluate(result.params)
         zeros = near_zero_fraction(result.params)
@@ -150,23 +154,6 @@ def methods_results(
                 )
             ]
         timing[",".join(group)] = time.perf_counter() - start
-    if "dropout" in cfg.methods:
-        start = time.perf_counter()
-        for rate in cfg.dropout:
-            apply_fn = capacity.mlp(cfg.hidden, rate)[0]
-            result, evaluate = capacity.train(
-                cfg,
-                cfg.hidden,
-                {"dropout": [rate]},
-                splits,
-                make_loss_fn=make_loss_fn(apply_fn, (), dropout=True, k=cfg.k),
-                dropout_rate=rate,
-            )
-            final = evaluate(result.params)
-            per_method.setdefault("dropout", []).append(
-                (rate, final["val"]["accuracy"][:, 0], final["test"]["accuracy"][:, 0])
-            )
-        timing["dropout"] = time.perf_counter() - start
     table = {}
     for m in METHODS:
         if m not in per_method:

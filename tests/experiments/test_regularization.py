@@ -93,7 +93,7 @@ def test_output_and_weight_jacobian_terms_match_their_closed_forms():
         return z @ params["kernel"]
 
     def loss(methods, name, value):
-        make = make_loss_fn(apply_fn, methods, dropout=False, k=1)
+        make = make_loss_fn(apply_fn, methods, k=1)
         return float(make({name: value})({"kernel": w}, batch, jax.random.key(0))[0])
 
     added = loss(("output_penalty",), "output_penalty", 0.5) - loss(
