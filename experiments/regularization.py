@@ -17,7 +17,9 @@ draws per example, train on the worst), adaptive unconstrained noise (one ascent
 theta) + log p(theta) from a draw of p = N(0, sigma^2 I)), the Jacobian penalty ||dy/dx||_F^2
 (unbiased one-probe estimate), the output penalty lambda ||y||^2 on the logits, the penalty
 lambda ||dy/dw||_F^2 on the sensitivity to the weights (unbiased one-probe estimate on the first
-10 examples of each batch) and early stopping. The definitions live in
+10 examples of each batch), early stopping, and weight sharing: a convolutional network on the
+8x8 images (two 3x3 convolutions of 8 and 16 channels with 2x2 max pooling, a dense head; 3,658
+parameters), reported against the 64-48-10 MLP of about as many (3,610). The definitions live in
 `experiments.regularization_cli` (methods, grids, flags) and
 `experiments.regularization_methods` (losses, searches, table). Every coefficient of a method's
 grid, crossed with ``--seeds`` seeds, trains in one vmapped `jdl.search.Search` (seed s gives
@@ -27,8 +29,7 @@ deviation) over the seeds. No regularization, L2, L1, Gaussian noise and the out
 share one search (one compiled program, the unused terms weighted by 0); worst-of-k, the
 unconstrained noise and the two Jacobian penalties, whose terms cost more, have their own, and
 so has dropout, its rates one hyper-parameter of the program (`jdl.models.MLP` takes the rate at
-call time, possibly traced). Early stopping restores,
-per run, the parameters of the lowest validation loss seen during the unregularized run
+call time, possibly traced). Early stopping restores, per run, the parameters of the lowest validation loss seen during the unregularized run
 (patience longer than the run): its hyper-parameter, the training time, is chosen on the
 validation set run by run. The other methods report their final parameters. The verdict takes
 the method of best validation accuracy and says whether its test accuracy beats no
@@ -41,7 +42,8 @@ width: parameters, final training / validation loss, best validation loss and st
 validation curve), ``methods`` (per method: ``hyperparameter``, ``chosen``, ``val_accuracy``
 and ``test_accuracy`` as ``{"mean", "std"}``, the whole ``grid``, ``at_grid_edge``: whether the
 chosen value is the first or last of its grid, printed as a warning; for none, L2 and L1
-``near_zero_weights``: per coefficient the fraction of kernel weights with |w| < 1e-3),
+``near_zero_weights``: per coefficient the fraction of kernel weights with |w| < 1e-3; for
+weight sharing ``mlp_same_size``, the MLP of about as many parameters),
 ``chosen_at_grid_edge``, ``verdict`` (``best``, ``comparison``, ``statement``) and ``timing``
 (seconds per part).
 """
@@ -75,7 +77,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from experiments import capacity, output
-from experiments.regularization_cli import HYPERPARAMETER
+from experiments.regularization_cli import GRID_FIELD, HYPERPARAMETER
 from experiments.regularization_methods import NEAR_ZERO, methods_results
 
 
@@ -118,7 +120,7 @@ def _plot_methods(table: dict[str, Any], path: Path) -> None:
     """Left: each method's chosen accuracy; right: one panel per searched coefficient (their
     units differ, so each has its own axis)."""
     names = list(table)
-    searched = [m for m in names if m not in ("none", "early_stopping")]
+    searched = [m for m in names if m in GRID_FIELD]
     fig = plt.figure(figsize=(14, 4.8), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=(1.0, 1.3))
     ax = left.subplots()
@@ -169,7 +171,7 @@ def _plot_methods(table: dict[str, Any], path: Path) -> None:
 def _print_table(table: dict[str, Any]) -> None:
     print(f"{'method':<20}{'chosen':>10}  {'val accuracy':>16}  {'test accuracy':>16}")
     for m, row in table.items():
-        chosen = "-" if row["chosen"] is None else f"{row['chosen']:.3g}"
+        chosen = "-" if row["chosen"] is None else f"{row['chosen']:.4g}"
         va, te = row["val_accuracy"], row["test_accuracy"]
         print(
             f"{m:<20}{chosen:>10}  {va['mean']:.4f} +- {va['std']:.4f}  "
@@ -214,6 +216,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for z in table[m]["near_zero_weights"]
             ]
             print(f"fraction of kernel weights with |w| < {NEAR_ZERO:g}, {m}: " + ", ".join(cells))
+    if "weight_sharing" in table:
+        cnn, mlp = table["weight_sharing"], table["weight_sharing"]["mlp_same_size"]
+        print(
+            f"weight sharing: CNN of {cnn['chosen']:.0f} parameters, test accuracy "
+            f"{cnn['test_accuracy']['mean']:.4f} +- {cnn['test_accuracy']['std']:.4f}, against "
+            f"{mlp['model']} of {mlp['parameters']}: {mlp['test_accuracy']['mean']:.4f} +- "
+            f"{mlp['test_accuracy']['std']:.4f}"
+        )
     for m, v in edges.items():
         print(f"warning: {m}'s chosen {HYPERPARAMETER[m]} = {v:g} is at its grid's edge")
     print(f"wrote {out / 'results.json'} in {results['timing']['total_s']:.1f} s")

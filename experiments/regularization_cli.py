@@ -25,6 +25,7 @@ METHODS = (
     "jacobian",
     "output_penalty",
     "weight_jacobian",
+    "weight_sharing",
 )
 # The coefficient each method searches over, as written in the table.
 HYPERPARAMETER = {
@@ -39,6 +40,7 @@ HYPERPARAMETER = {
     "jacobian": "lambda in lambda ||dy/dx||_F^2",
     "output_penalty": "lambda in lambda ||y||^2 (y: the logits)",
     "weight_jacobian": "lambda in lambda ||dy/dw||_F^2",
+    "weight_sharing": "parameters of the CNN (3x3 kernels shared over positions)",
 }
 # The flag (Config field) of each searched method's grid.
 GRID_FIELD = {

@@ -3,7 +3,9 @@
 Every coefficient of a method's grid, crossed with the seeds, trains in one vmapped
 `jdl.search.Search`; the coefficient of best mean validation accuracy is chosen. A choice at
 either end of its grid is flagged (``at_grid_edge``): the best value may lie outside the grid.
-For L1 (and, to compare, no penalty and L2) the fraction of kernel weights with
+Weight sharing is `capacity.convnet`, a convolutional network on the 8x8 images, against an
+MLP of about as many parameters (``mlp_same_size``). For L1 (and, to compare, no penalty and
+L2) the fraction of kernel weights with
 |w| < `NEAR_ZERO` is measured per coefficient: the course's claim that L1 drives useless weights
 to zero (Tibshirani, "Regression shrinkage and selection via the lasso", 1996).
 """
@@ -132,9 +134,9 @@ def methods_results(
         rows += [(m, v) for m in group if m != "none" for v in grids[m]]
         names = [m for m in group if m != "none"] or ["none"]
         hparams = {n: [v if m == n else 0.0 for m, v in rows] for n in names}
-        apply_fn = capacity.mlp(cfg.hidden)[0]
-        loss_maker = make_loss_fn(apply_fn, group, k=cfg.k)
-        result, evaluate = capacity.train(cfg, cfg.hidden, hparams, splits, make_loss_fn=loss_maker)
+        model = capacity.mlp(cfg.hidden)
+        loss_maker = make_loss_fn(model[0], group, k=cfg.k)
+        result, evaluate = capacity.train(cfg, model, hparams, splits, make_loss_fn=loss_maker)
         final = evaluate(result.params)
         zeros = near_zero_fraction(result.params)
         for h, (m, v) in enumerate(rows):
@@ -154,6 +156,23 @@ def methods_results(
                 )
             ]
         timing[",".join(group)] = time.perf_counter() - start
+    same_size = {}
+    if "weight_sharing" in cfg.methods:
+        start = time.perf_counter()
+        for name, model in (("weight_sharing", capacity.convnet()), ("mlp", capacity.mlp(48))):
+            result, evaluate = capacity.train(cfg, model, {"model": [0.0]}, splits)
+            final = evaluate(result.params)
+            size = sum(leaf[0, 0].size for leaf in jax.tree.leaves(result.params))
+            va, te = final["val"]["accuracy"][:, 0], final["test"]["accuracy"][:, 0]
+            if name == "mlp":
+                same_size = {"model": "MLP 64-48-10", "parameters": size}
+                same_size |= {
+                    "val_accuracy": capacity.stats(va),
+                    "test_accuracy": capacity.stats(te),
+                }
+            else:
+                per_method[name] = [(float(size), va, te)]
+        timing["weight_sharing"] = time.perf_counter() - start
     table = {}
     for m in METHODS:
         if m not in per_method:
@@ -174,4 +193,6 @@ def methods_results(
         }
         if m in sparsity:
             table[m]["near_zero_weights"] = sparsity[m]
+        if m == "weight_sharing":
+            table[m]["mlp_same_size"] = same_size
     return table, timing
