@@ -29,12 +29,12 @@ deviation) over the seeds. No regularization, L2, L1, Gaussian noise and the out
 share one search (one compiled program, the unused terms weighted by 0); worst-of-k, the
 unconstrained noise and the two Jacobian penalties, whose terms cost more, have their own, and
 so has dropout, its rates one hyper-parameter of the program (`jdl.models.MLP` takes the rate at
-call time, possibly traced). Early stopping restores, per run, the parameters of the lowest validation loss seen during the unregularized run
-(patience longer than the run): its hyper-parameter, the training time, is chosen on the
-validation set run by run. The other methods report their final parameters. The verdict takes
-the method of best validation accuracy and says whether its test accuracy beats no
-regularization by more than the seed spread (the larger of the two standard deviations), and
-lists every method that does.
+call time, possibly traced). Early stopping restores, per run, the parameters of the lowest
+validation loss seen during the unregularized run (patience longer than the run): its
+hyper-parameter, the training time, is chosen on the validation set run by run. The other
+methods report their final parameters. The verdict takes the method of best validation accuracy
+and says whether its test accuracy beats no regularization by more than the seed spread (the
+larger of the two standard deviations), and lists every method that does.
 
 Writes into ``--out``: ``capacity.png``, ``regularizers.png`` (accuracy per method; validation
 accuracy against each coefficient) and ``results.json`` with ``config``, ``capacity`` (per
@@ -53,6 +53,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 from experiments import capacity, output
 from experiments.regularization_cli import GRID_FIELD, HYPERPARAMETER
@@ -121,7 +123,7 @@ def _plot_methods(table: dict[str, Any], path: Path) -> None:
     units differ, so each has its own axis)."""
     names = list(table)
     searched = [m for m in names if m in GRID_FIELD]
-    fig = plt.figure(figsize=(14, 4.8), layout="constrained")
+    fig = plt.figure(figsize=(14, 5.6), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=(1.0, 1.3))
     ax = left.subplots()
     pos = np.arange(len(names))
@@ -155,8 +157,11 @@ def _plot_methods(table: dict[str, Any], path: Path) -> None:
             capsize=2,
         )
         ax_g.axhline(table["none"]["val_accuracy"]["mean"], color="gray", ls="--", lw=1)
-        ax_g.set_xscale("log" if m != "dropout" else "linear")
-        ax_g.set_xlabel(HYPERPARAMETER[m], fontsize=8)
+        values = [g["value"] for g in grid]
+        # a log axis only where the grid spans decades (its minor labels collide otherwise)
+        ax_g.set_xscale("log" if max(values) >= 10 * min(values) > 0 else "linear")
+        ax_g.xaxis.set_minor_formatter(NullFormatter())
+        ax_g.set_xlabel(textwrap.fill(HYPERPARAMETER[m], 26), fontsize=7)
         ax_g.set_ylabel("val. accuracy", fontsize=8)
         ax_g.set_title(m, fontsize=9)
         ax_g.tick_params(labelsize=7)
