@@ -28,7 +28,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import Parser, hidden_sizes, joined, positive_numbers
 
 PROG = "python -m experiments.adaptive_lr"
@@ -96,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
     p.add_checkpoint_argument()
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
@@ -110,6 +111,29 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error(f"--probe-size {a.probe_size} exceeds the {cli.DIGITS_TRAIN_EXAMPLES} examples")
     if a.rounds * (a.period + a.probe_steps) > cli.INT32_MAX:
         p.error("--rounds x (--period + --probe-steps) must fit an int32 step counter")
+    mlp = estimates.dense((cli.DIGITS_FEATURES, *a.hidden, NUM_CLASSES))
+    chunk = a.period + a.probe_steps
+    fixed_and_decay = estimates.training(
+        2 * a.num_lrs * a.seeds, a.rounds * chunk, mlp, a.batch_size, eval_every=chunk
+    )
+    adaptive = estimates.training(
+        a.seeds, a.rounds * a.period, mlp, a.batch_size, eval_every=a.period
+    )
+    probes = estimates.training(  # a copy per multiplier, --probe-steps steps a round
+        a.seeds * len(a.multipliers), a.rounds * a.probe_steps, mlp, a.batch_size
+    )
+    p.require_feasible(
+        a,
+        fixed_and_decay.then(adaptive).then(probes),
+        "num_lrs",
+        "seeds",
+        "rounds",
+        "period",
+        "probe_steps",
+        "multipliers",
+        "hidden",
+        "batch_size",
+    )
     p.require_output(a)
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 

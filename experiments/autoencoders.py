@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import Parser
 
 # The names of VARIANTS (below, after JAX), here so that --help needs no JAX; a test keeps them
@@ -81,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--variants", default=",".join(d.variants), help=f"subset of {', '.join(VARIANT_NAMES)}"
     )
     p.add_checkpoint_argument()
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_positive_ints(a, "seeds", "steps", "batch_size", "patience", "eval_every")
@@ -92,8 +93,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error(f"unknown variants {unknown}; choose among {','.join(VARIANT_NAMES)}")
     if any(v in DENOISERS for v in variants) and PLAIN not in variants:
         variants = (*variants, PLAIN)  # a denoiser is compared with its plain counterpart
-    p.require_output(a)
     a.variants = variants
+    smallest = estimates.dense((64, 16, 64))  # the smallest shape among the variants (ae)
+    run = estimates.training(1, a.steps, smallest, a.batch_size, eval_every=a.eval_every)
+    cost = run.repeated(len(variants) * a.seeds)  # one fit per variant and seed, in turn
+    p.require_feasible(a, cost, "variants", "seeds", "steps", "batch_size", "eval_every")
+    p.require_output(a)
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import cli
-from experiments.capacity_cli import Config, add_arguments, check_arguments
+from experiments.capacity_cli import Config, add_arguments, check_arguments, sweep
 from experiments.cli import Parser
 
 PROG = "python -m experiments.capacity"
@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     check_arguments(p, args)
     if args.folds == 1 or not 0 <= args.folds <= args.train_size // 2:
         p.error(f"--folds must be 0 (off) or in [2, --train-size / 2], got {args.folds}")
+    cost = sweep(args, args.seeds)
+    if args.folds:
+        cost = cost.then(sweep(args, args.seeds * args.folds))
+    p.require_feasible(args, cost, "widths", "seeds", "folds", "steps", "batch_size")
     return Config(**vars(args))
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from experiments.cli import Parser, hidden_sizes, joined
+from experiments import estimates
+from experiments.cli import DIGITS_FEATURES, Parser, hidden_sizes, joined
+
+NUM_CLASSES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,7 @@ def add_arguments(p: Parser, d: Config) -> None:
         help="fraction of training labels replaced by another class, in [0, 1)",
     )
     p.add_argument("--widths", type=hidden_sizes, default=joined(d.widths), help="hidden widths")
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
 
 
@@ -67,3 +71,14 @@ def check_arguments(p: Parser, a: Any) -> None:
     if not 0 <= a.label_noise < 1:
         p.error(f"--label-noise must be in [0, 1), got {a.label_noise}")
     p.require_output(a)
+
+
+def sweep(a: Any, members: int) -> estimates.Cost:
+    """The estimate of the sweep over ``--widths``: one search of ``members`` MLPs 64-w-10 per
+    width, in turn."""
+    cost = estimates.Cost()
+    for width in a.widths:
+        mlp = estimates.dense((DIGITS_FEATURES, width, NUM_CLASSES))
+        search = estimates.training(members, a.steps, mlp, a.batch_size, eval_every=a.eval_every)
+        cost = cost.then(search)
+    return cost

@@ -19,9 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from experiments import estimates
+
 INT32_MAX = 2**31 - 1  # step counters and sizes are int32 inside the compiled programs
 FLOAT32_TINY = 2.0**-126  # the smallest normal float32; XLA on CPU flushes smaller ones to 0
 DIGITS_TRAIN_EXAMPLES = 1077  # len(jdl.data.digits().train), for checks before JAX; tested
+DIGITS_FEATURES = 64  # jdl.data.digits()'s inputs: 8 x 8 pixels; tested
 FORMATS = ("png", "svg", "pdf")
 # jdl.optim.OPTIMIZERS's names in its order, so that --help needs no JAX; a test keeps them equal.
 OPTIMIZER_NAMES = (
@@ -122,6 +125,44 @@ class Parser(argparse.ArgumentParser):
         if batch_size > examples:
             self.error(f"--batch-size {batch_size} exceeds the {examples} {what}")
 
+    def add_allow_long_argument(self) -> None:
+        """``--allow-long``: lifts `require_feasible`'s refusal of a run estimated to take more
+        than a day."""
+        self.add_argument(
+            "--allow-long",
+            action="store_true",
+            help=(
+                f"run even if estimated at more than {estimates.duration(estimates.TIME_LIMIT)} "
+                f"at {estimates.RATE} (otherwise refused)"
+            ),
+        )
+
+    def require_feasible(self, args: argparse.Namespace, cost: estimates.Cost, *names: str) -> None:
+        """Exits with an error if the run that ``cost`` estimates (a low estimate, from the
+        flags ``names``, which the message shows) needs more than half the machine's physical
+        memory or, without ``--allow-long``, more than a day at `estimates.FLOP_RATE`.
+
+        Removes ``args.allow_long``, which concerns the command line, not the run's
+        configuration; an experiment whose runs cannot be long (its estimate has no FLOPs)
+        does not add the flag."""
+        allow_long = vars(args).pop("allow_long", False)
+        shown = [f"{flag(n)} ({_shown(getattr(args, n))})" for n in names]
+        flags = ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
+        physical = estimates.physical_memory()
+        if cost.memory > estimates.MEMORY_FRACTION * physical:
+            self.error(
+                f"this run needs at least {estimates.size(cost.memory)} of memory (estimated "
+                f"from its flags), more than {estimates.MEMORY_FRACTION:.0%} of this machine's "
+                f"{estimates.size(physical)}; reduce {flags}"
+            )
+        if cost.seconds > estimates.TIME_LIMIT and not allow_long:
+            self.error(
+                f"this run needs at least {estimates.duration(cost.seconds)} ({cost.flops:.1e} "
+                f"FLOPs at {estimates.RATE}, estimated from its flags), more than "
+                f"{estimates.duration(estimates.TIME_LIMIT)}; reduce {flags}, or pass "
+                "--allow-long to run it anyway"
+            )
+
     def add_checkpoint_argument(self) -> None:
         """``--checkpoint-dir``: each run of the experiment saves its state there between chunks
         (one sub-folder per run); the same command again resumes where it stopped."""
@@ -202,6 +243,13 @@ def checkpoint_folder(root: str | None, run: str) -> str | None:
     """The checkpoint folder of one run of an experiment under ``--checkpoint-dir`` (None:
     no checkpoints)."""
     return None if root is None else os.path.join(root, run)
+
+
+def _shown(value: Any) -> str:
+    """A flag's value as it would be typed, or the number of values of a long list."""
+    if not isinstance(value, tuple):
+        return str(value)
+    return joined(value) if len(value) <= 4 else f"{len(value)} values"
 
 
 def joined(values: tuple[float, ...]) -> str:

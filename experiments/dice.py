@@ -29,13 +29,14 @@ Reference: F. Milletari, N. Navab, S.-A. Ahmadi, V-Net, 3DV 2016, arXiv:1606.047
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import Parser
 
 PROG = "python -m experiments.dice"
@@ -80,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     for name, text in HELP.items():
         value = getattr(d, name)
         p.add_argument(cli.flag(name), type=type(value), default=value, help=text)
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     args = p.parse_args(argv)
     p.require_counts(args, "train_size", "test_size", "steps", "batch_size", "channels", minimum=1)
@@ -87,8 +89,31 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if args.size < 8:
         p.error(f"--size must be at least 8 pixels, got {args.size}")
     p.require_batch_size(args.batch_size, args.train_size, "training images (--train-size)")
+    p.require_feasible(
+        args, cost(args), "size", "train_size", "test_size", "steps", "batch_size", "channels"
+    )
     p.require_output(args)
     return Config(**vars(args))
+
+
+def network(size: int, channels: int) -> estimates.Network:
+    """The model of `logits_fn` on ``size`` x ``size`` images, for the estimate: two 3x3
+    convolutions, 1 -> ``channels`` -> 1 maps."""
+    pixels, c = size**2, channels
+    return estimates.Network(
+        parameters=9 * c + c + 9 * c + 1,
+        units=pixels * (c + 2),
+        flops=estimates.step_flops([2 * pixels * 9 * c, 2 * pixels * 9 * c]),
+    )
+
+
+def cost(a: argparse.Namespace) -> estimates.Cost:
+    """The estimate of the run: both models side by side on the images and masks, with every
+    step's batch indices drawn in advance and every step's loss kept."""
+    images = 2 * (a.train_size + a.test_size) * a.size**2  # and their masks
+    data = (images + a.steps * (a.batch_size + 2)) * 4
+    model = network(a.size, a.channels)
+    return estimates.training(len(MODELS), a.steps, model, a.batch_size, data=data)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
-from experiments.cli import DIGITS_TRAIN_EXAMPLES, Parser, hidden_sizes, joined
+from experiments import cli, estimates
+from experiments.cli import DIGITS_FEATURES, DIGITS_TRAIN_EXAMPLES, Parser, hidden_sizes, joined
 
 PROG = "python -m experiments.early_stopping"
 
@@ -86,6 +86,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=d.progress,
         help="show a progress bar",
     )
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_positive_ints(
@@ -100,6 +101,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if a.train_size > DIGITS_TRAIN_EXAMPLES:
         p.error(f"--train-size must be at most the {DIGITS_TRAIN_EXAMPLES} training examples")
     p.require_batch_size(a.batch_size, a.train_size or DIGITS_TRAIN_EXAMPLES, "training examples")
+    mlp = estimates.dense((DIGITS_FEATURES, *a.hidden, 10))
+    run = estimates.training(1, a.steps, mlp, a.batch_size, eval_every=a.eval_every)
+    cost = run.repeated(3 * a.seeds)  # per seed, in turn: no rule, Keras', Bengio's
+    p.require_feasible(a, cost, "seeds", "steps", "hidden", "batch_size", "eval_every")
     p.require_output(a)
     return Config(**vars(a))
 

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import DIGITS_TRAIN_EXAMPLES, OPTIMIZER_NAMES, Parser, hidden_sizes, joined
+from experiments.lr_search_cli import eval_period
 
 PROG = "python -m experiments.lr_find"
 GOOD = 1.25  # as experiments.lr_search: mean best validation loss <= GOOD x the best one
@@ -77,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
     p.add_argument("--grid-lrs", type=int, default=d.grid_lrs, help="grid rates (0: no grid)")
     p.add_argument("--grid-steps", type=int, default=d.grid_steps, help="grid steps per member")
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     if a.optimizer not in OPTIMIZERS:
@@ -93,6 +95,22 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if not 0 <= a.smoothing < 1:
         p.error(f"--smoothing must be in [0, 1), got {a.smoothing}")
     p.require_batch_size(a.batch_size, DIGITS_TRAIN_EXAMPLES)
+    mlp = estimates.dense((cli.DIGITS_FEATURES, *a.hidden, NUM_CLASSES))
+    ramp = estimates.training(a.seeds, a.steps, mlp, a.batch_size, eval_every=a.eval_every)
+    grid = estimates.training(
+        a.grid_lrs, a.grid_steps, mlp, a.batch_size, eval_every=eval_period(a.grid_steps)
+    )
+    p.require_feasible(
+        a,
+        ramp.then(grid) if a.grid_lrs else ramp,
+        "seeds",
+        "steps",
+        "eval_every",
+        "hidden",
+        "batch_size",
+        "grid_lrs",
+        "grid_steps",
+    )
     p.require_output(a)
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
@@ -125,7 +143,7 @@ def grid(cfg: Config, splits: Any, features: tuple[int, ...]) -> dict[str, Any]:
         loss_fn=loss_fn,
         eval_fn=eval_fn,
         batch_size=cfg.batch_size,
-        eval_every=max(1, cfg.grid_steps // 20),
+        eval_every=eval_period(cfg.grid_steps),
         early_stopping=early_stopping(200, divergence_threshold=2.0 * math.log(NUM_CLASSES)),
     )
     pop = population({"learning_rate": log_grid(1e-4, 1.0, cfg.grid_lrs)}, seeds=1)

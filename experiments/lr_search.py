@@ -4,7 +4,7 @@
         [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
         [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
         [--export-best DIR] [--tensorboard DIR] [--scheduler {grid,random,halving,asha,pbt}]
-        [--budget MEMBER_STEPS] [--memory-budget MIB|auto] [--no-compile-cache]
+        [--budget MEMBER_STEPS] [--memory-budget MIB|auto] [--no-compile-cache] [--allow-long]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]
         [--join-timeout S]]
 
@@ -42,7 +42,9 @@ status 2 and one line.
 many MiB on all devices together, as measured from the compiled chunk (``auto``: the devices'
 memory; for CPU devices, half the host's). Compiled programs are kept in JAX's persistent
 compilation cache (``~/.cache/jdl/jax``), so a second run of the same shapes does not compile;
-``--no-compile-cache`` or ``JDL_COMPILE_CACHE=0`` turns it off.
+``--no-compile-cache`` or ``JDL_COMPILE_CACHE=0`` turns it off. A search estimated, from its
+flags, to need more than half the machine's memory is refused (`experiments.estimates`), and so
+is one estimated at more than a day of computing unless ``--allow-long`` is given.
 """
 
 from __future__ import annotations

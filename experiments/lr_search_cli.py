@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from experiments import estimates
 from experiments.cli import (
+    DIGITS_FEATURES,
     DIGITS_TRAIN_EXAMPLES,
     OPTIMIZER_NAMES,
     Parser,
@@ -159,6 +161,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=None,
         help="train in slices of members that fit this many MiB (auto: the devices' memory)",
     )
+    p.add_allow_long_argument()
     p.add_argument(
         "--no-compile-cache",
         action="store_true",
@@ -204,6 +207,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error(wrong)
     if a.devices is not None:
         p.require_positive_ints(a, "devices")
+    members = a.num_lrs * a.seeds
+    sliced = a.memory_budget is not None or a.distributed  # in slices, or over several hosts
+    cost = estimates.training(
+        members,
+        a.steps,
+        estimates.dense((DIGITS_FEATURES, *a.hidden, NUM_CLASSES)),
+        a.batch_size,
+        eval_every=eval_period(a.steps),
+        at_once=1 if sliced else members,
+    )
+    p.require_feasible(a, cost, "num_lrs", "seeds", "steps", "hidden", "batch_size")
     p.require_output(a)
     multi = (a.coordinator, a.num_processes, a.process_id)
     if any(v is not None for v in multi):

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import OPTIMIZER_NAMES, Parser, joined
 
 OPTIMIZERS = OPTIMIZER_NAMES
@@ -112,6 +112,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.require_positive_ints(a, "ravine_steps", "rosenbrock_steps", "num_lrs", "sparse_steps")
     p.require_positive_numbers(a, "lr_min", "lr_max", "tol", "regimes", "shared_lr")
     p.require_ordered(a, "lr_min", "lr_max")
+    points = a.num_lrs * (a.ravine_steps + a.rosenbrock_steps + 2)  # an optimizer's paths
+    # 16 B a point (2 float32 coordinates, a float64 loss), 128 B a sparse step's batch indices
+    held = estimates.Cost(memory=max(16 * points, 128 * a.sparse_steps))
+    p.require_feasible(a, held, "num_lrs", "ravine_steps", "rosenbrock_steps", "sparse_steps")
     p.require_output(a)
     return Config(**vars(a))
 
@@ -190,11 +194,9 @@ def losses_along(key: str, points: np.ndarray) -> np.ndarray:
 def steps_to(losses: np.ndarray, tol: float) -> int | None:
     """The first step t after which the loss stays below ``tol``; None if it ends above."""
     above = np.flatnonzero(~(losses < tol))
-    if above.size == 0:
-        return 0
-    if above[-1] == losses.size - 1:
+    if above.size and above[-1] == losses.size - 1:
         return None
-    return int(above[-1]) + 1
+    return int(above[-1]) + 1 if above.size else 0
 
 
 def _finite_or_none(x: float) -> float | None:

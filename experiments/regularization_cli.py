@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from experiments import capacity_cli, cli
+from experiments import capacity_cli, cli, estimates
 from experiments.cli import Parser, joined, positive_numbers
 
 METHODS = (
@@ -120,4 +120,20 @@ def parse(prog: str, doc: str | None, argv: list[str] | None) -> Config:
     p.require_positive_ints(args, "hidden", "k")
     if not all(v < 1 for v in args.dropout):
         p.error(f"--dropout rates must lie in (0, 1), got {args.dropout}")
+    p.require_feasible(
+        args, cost(args), "widths", "seeds", "steps", "batch_size", "hidden", "k", "methods"
+    )
     return Config(**vars(args))
+
+
+def cost(a: argparse.Namespace) -> estimates.Cost:
+    """The estimate of the study: the capacity sweep, the unregularized runs, then each
+    method's grid x seeds in turn (worst-of-k's on k draws of every example)."""
+    mlp = estimates.dense((cli.DIGITS_FEATURES, a.hidden, capacity_cli.NUM_CLASSES))
+    total = capacity_cli.sweep(a, a.seeds)
+    for m in ("none", *(m for m in a.methods if m in GRID_FIELD)):
+        runs = 1 if m == "none" else len(getattr(a, GRID_FIELD[m]))
+        batch = a.batch_size * (a.k if m == "worst_of_k" else 1)
+        search = estimates.training(a.seeds * runs, a.steps, mlp, batch, eval_every=a.eval_every)
+        total = total.then(search)
+    return total

@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import DIGITS_TRAIN_EXAMPLES, Parser, hidden_sizes, joined
 
 PROG = "python -m experiments.schedulers"
@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="validation loss to reach; default: the loosest scheduler's median final loss",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_positive_ints(a, "slots", "steps", "repetitions", "eval_every", "batch_size")
@@ -88,6 +89,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
         )
     if a.target is not None and not (math.isfinite(a.target) and a.target > 0):
         p.error(f"--target must be a finite loss > 0, got {a.target}")
+    search = estimates.training(
+        a.slots,
+        a.steps,
+        estimates.dense((cli.DIGITS_FEATURES, *a.hidden, NUM_CLASSES)),
+        a.batch_size,
+        eval_every=a.eval_every,
+    )
+    cost = search.repeated(len(SCHEDULERS) * a.repetitions)  # each scheduler's runs, in turn
+    p.require_feasible(
+        a, cost, "slots", "steps", "repetitions", "hidden", "batch_size", "eval_every"
+    )
     p.require_output(a)
     values = {
         f.name: getattr(a, f.name) for f in dataclasses.fields(Config) if f.name != "progress"

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import Parser, hidden_sizes, joined, numbers
 
 PROG = "python -m experiments.stacked_denoising"
@@ -115,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=d.reconstruction,
         help="pre-training's reconstruction error",
     )
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     if not (a.weight_decay >= 0 and math.isfinite(a.weight_decay)):
@@ -137,6 +139,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.require_positive_numbers(a, "learning_rate", "finetune_learning_rate")
     fewest = _labelled(cli.DIGITS_TRAIN_EXAMPLES, min(a.label_fractions))
     p.require_batch_size(a.batch_size, fewest, "labelled examples of the smallest fraction")
+    p.require_feasible(
+        a,
+        cost(a),
+        "seeds",
+        "hidden",
+        "label_fractions",
+        "pretrain_steps",
+        "finetune_steps",
+        "batch_size",
+    )
     p.require_output(a)
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
@@ -144,6 +156,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
 def _labelled(n: int, fraction: float) -> int:
     """The labelled training examples of a fraction of ``n``: at least one per class."""
     return n if fraction == 1.0 else max(NUM_CLASSES, round(fraction * n))
+
+
+def cost(a: argparse.Namespace) -> estimates.Cost:
+    """The estimate of the run, per seed in turn: each layer's autoencoder, then both arms'
+    fine-tuning for each label fraction."""
+    sizes = (cli.DIGITS_FEATURES, *a.hidden)
+    total = estimates.Cost()
+    for n_in, n_out in itertools.pairwise(sizes):
+        autoencoder = estimates.dense((n_in, n_out, n_in))
+        layer = estimates.training(
+            1, a.pretrain_steps, autoencoder, a.batch_size, eval_every=a.eval_every
+        )
+        total = total.then(layer.repeated(a.seeds))
+    mlp = estimates.dense((*sizes, NUM_CLASSES))
+    fine_tuning = estimates.training(
+        1, a.finetune_steps, mlp, a.batch_size, eval_every=a.eval_every
+    )
+    return total.then(fine_tuning.repeated(a.seeds * len(a.label_fractions) * len(ARMS)))
 
 
 if __name__ == "__main__":

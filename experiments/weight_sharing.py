@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
+from experiments import cli, estimates
 from experiments.cli import Parser, hidden_sizes
 
 PROG = "python -m experiments.weight_sharing"
@@ -118,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="devices to shard the members over (omitted: all; on a CPU host, one per core)",
     )
     p.add_checkpoint_argument()
+    p.add_allow_long_argument()
     p.add_output_arguments(d.out)
     a = p.parse_args(argv)
     p.require_counts(a, "steps", "batch_size", "seeds", "num_lrs", "channels", minimum=1)
@@ -129,8 +130,37 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.require_batch_size(a.batch_size, TRAIN_EXAMPLES, "training signals")
     if a.seeds < 2:
         p.error(f"--seeds must be at least 2 for a spread over seeds, got {a.seeds}")
+    searches = [  # per model, the ordered and the shuffled search in turn
+        estimates.training(
+            a.num_lrs * a.seeds, a.steps, network, a.batch_size, eval_every=a.eval_every
+        ).repeated(len(VARIANTS))
+        for network in (estimates.dense((LENGTH, *a.mlp_hidden, NUM_CLASSES)), cnn(a.channels))
+    ]
+    p.require_feasible(
+        a,
+        searches[0].then(searches[1]),
+        "num_lrs",
+        "seeds",
+        "steps",
+        "batch_size",
+        "channels",
+        "mlp_hidden",
+        "eval_every",
+    )
     p.require_output(a)
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
+
+
+def cnn(c: int) -> estimates.Network:
+    """The CNN of `make_model` with ``c`` channels, for the estimate: three stride-2
+    convolutions (kernels 5, 3, 3) take the 40 positions to 20, 10 and 5, then a linear head."""
+    return estimates.Network(
+        parameters=(5 * c + c) + 2 * (3 * c * c + c) + (5 * c * NUM_CLASSES + NUM_CLASSES),
+        units=LENGTH + 20 * c + 10 * c + 5 * c + NUM_CLASSES,
+        flops=estimates.step_flops(
+            [2 * 20 * 5 * c, 2 * 10 * 3 * c * c, 2 * 5 * 3 * c * c, 2 * 5 * c * NUM_CLASSES]
+        ),
+    )
 
 
 if __name__ == "__main__":

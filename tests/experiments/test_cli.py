@@ -158,7 +158,7 @@ def test_overwrite_and_empty_out_are_accepted(tmp_path):
 
 def test_light_names_equal_the_librarys():
     assert tuple(jdl.optim.OPTIMIZERS) == cli.OPTIMIZER_NAMES
-    assert jdl.data.digits(seed=0).train.x.shape[0] == cli.DIGITS_TRAIN_EXAMPLES
+    assert jdl.data.digits(seed=0).train.x.shape == (cli.DIGITS_TRAIN_EXAMPLES, cli.DIGITS_FEATURES)
     assert set(stacked_denoising.NOISES) == set(jdl.run.pretraining.NOISES)
     assert tuple(autoencoders.VARIANTS) == autoencoders.VARIANT_NAMES
     noisy = {n for n, v in autoencoders.VARIANTS.items() if v.noise}
