@@ -40,8 +40,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from experiments import cli
-from experiments.capacity_cli import Config, add_arguments, check_arguments, sweep
+from experiments import cli, estimates
+from experiments.capacity_cli import NUM_CLASSES, Config, add_arguments, check_arguments, sweep
 from experiments.cli import Parser
 
 PROG = "python -m experiments.capacity"
@@ -57,8 +57,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if args.folds == 1 or not 0 <= args.folds <= args.train_size // 2:
         p.error(f"--folds must be 0 (off) or in [2, --train-size / 2], got {args.folds}")
     cost = sweep(args, args.seeds)
-    if args.folds:
-        cost = cost.then(sweep(args, args.seeds * args.folds))
+    for width in args.widths if args.folds else ():  # cross-validation: a search per width
+        mlp = estimates.dense((cli.DIGITS_FEATURES, width, NUM_CLASSES))
+        members = args.seeds * args.folds
+        cost = cost.then(estimates.training(members, args.steps, mlp, args.batch_size))
     p.require_feasible(args, cost, "widths", "seeds", "folds", "steps", "batch_size")
     return Config(**vars(args))
 

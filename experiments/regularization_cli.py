@@ -128,7 +128,8 @@ def parse(prog: str, doc: str | None, argv: list[str] | None) -> Config:
 
 def cost(a: argparse.Namespace) -> estimates.Cost:
     """The estimate of the study: the capacity sweep, the unregularized runs, then each
-    method's grid x seeds in turn (worst-of-k's on k draws of every example)."""
+    method's grid x seeds in turn (worst-of-k's on k draws of every example), and weight
+    sharing's MLP (its CNN left out: a low estimate)."""
     mlp = estimates.dense((cli.DIGITS_FEATURES, a.hidden, capacity_cli.NUM_CLASSES))
     total = capacity_cli.sweep(a, a.seeds)
     for m in ("none", *(m for m in a.methods if m in GRID_FIELD)):
@@ -136,4 +137,7 @@ def cost(a: argparse.Namespace) -> estimates.Cost:
         batch = a.batch_size * (a.k if m == "worst_of_k" else 1)
         search = estimates.training(a.seeds * runs, a.steps, mlp, batch, eval_every=a.eval_every)
         total = total.then(search)
+    if "weight_sharing" in a.methods:  # the CNN, then the MLP of as many parameters (counted)
+        same_size = estimates.dense((cli.DIGITS_FEATURES, 48, capacity_cli.NUM_CLASSES))
+        total = total.then(estimates.training(a.seeds, a.steps, same_size, a.batch_size))
     return total

@@ -52,7 +52,7 @@ TIME = [  # (experiment, flags) estimated at more than a day, within the memory
     ("adaptive_lr", ["--rounds", "20000", "--period", "100000", "--batch-size", "1000"]),
     ("early_stopping", [*HUGE]),
     ("early_stopping", ["--seeds", "100000000"]),
-    ("capacity", [*HUGE]),
+    ("capacity", [*HUGE, "--eval-every", "1000000"]),
     ("regularization", [*HUGE, "--eval-every", "1000000"]),
     ("autoencoders", [*HUGE, "--batch-size", "1000"]),
     ("autoencoders", ["--seeds", "10000000"]),
