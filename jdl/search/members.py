@@ -112,7 +112,7 @@ class Members:
                     ) from None
                 except (ValueError, TypeError) as e:
                     raise ValueError(f"configuration {config}: {e}") from None
-        key = jax.random.split(jax.random.key(0))[1]
+        key = jax.eval_shape(lambda: jax.random.split(jax.random.key(0))[1])  # abstract
         self.spec.check(
             pop.config(0), self._param_shapes, key, train, val, self._model_state_shapes
         )
