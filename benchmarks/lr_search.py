@@ -31,6 +31,11 @@ XLA's cost analysis, and the FLOP rate is given as a share of the whole machine'
 fp32 matmul peak. Last, jdl's variant 1 runs twice more in fresh processes sharing a
 persistent compilation cache: the second is a cached run (``--no-compile-cache``: skipped).
 
+On the CNN every variant computes the convolutions as `jdl.models.Conv` does; under ``vmap``
+each tap's product becomes one matrix product batched over the members, where a vmapped
+``lax.conv_general_dilated`` becomes a grouped convolution that XLA's CPU backend runs slower
+(`benchmarks.vmapped_conv` compares the two).
+
 On an accelerator the same command runs unchanged with ``--members`` up to 1024; the sequential
 variants then run ``--sequential-members`` runs and are scaled to N (said in the table).
 """

@@ -16,6 +16,11 @@ For each it prints the optimised HLO's convolutions (those with ``feature_group_
 are grouped convolutions) and dots, and the best of ``--repeats`` timed calls of the vmapped
 step, of one member's step, and N times the latter: the members' steps one after another
 without any other overhead.
+
+JAX's batching rule for ``lax.conv_general_dilated`` folds the members into the features: a
+layer whose input is the members' own becomes one grouped convolution (``feature_group_count``
+= N), one whose input they share (the first) one plain convolution with the N kernels side by
+side; there is no loop over the members.
 """
 
 from __future__ import annotations
