@@ -9,17 +9,17 @@ import signal
 import chex
 import jax
 import pytest
-from flax import nnx
 
 import jdl.optim
 from experiments import lr_search
 from experiments.classifiers import mlp_classifier
 from experiments.lr_search_cli import Config
 from jdl.data import digits, mnist1d, standardize
-from jdl.models import ConvNet, functional
+from jdl.models import functional
 from jdl.run import fit, load_params
 from jdl.search import Search
 from jdl.train import classification, early_stopping
+from tests.models.test_conv import reference_cnn
 
 MEMBER_KEYS = {
     "learning_rate",
@@ -260,7 +260,7 @@ def test_lr_search_cnn_on_mnist1d_writes_the_default_schema_and_its_best_member_
     """The CNN on MNIST-1D writes the default search's files and keys; the best member's
     exported parameters equal one `fit` of the same ConvNet from the member's seed contract."""
     out, best = tmp_path / "run", tmp_path / "best"
-    argv = ["--data", "mnist1d", "--model", "cnn", "--channels", "4", "--num-lrs", "2"]
+    argv = ["--data", "mnist1d", "--model", "cnn", "--channels", "25", "--num-lrs", "2"]
     argv += ["--lr-min", "1e-3", "--lr-max", "1e-2", "--steps", "10", "--batch-size", "32"]
     lr_search.main([*argv, "--out", str(out), "--export-best", str(best)])
     for name in ("results.json", "results.csv", "lr_curve.png", "curves.png"):
@@ -272,7 +272,7 @@ def test_lr_search_cnn_on_mnist1d_writes_the_default_schema_and_its_best_member_
     assert (config["data"], config["model"], config["channels"], config["hidden"]) == (
         "mnist1d",
         "cnn",
-        4,
+        25,
         [],
     )
     assert len(saved["members"]) == 2 and all(set(m) == MEMBER_KEYS for m in saved["members"])
@@ -281,25 +281,13 @@ def test_lr_search_cnn_on_mnist1d_writes_the_default_schema_and_its_best_member_
     printed = capsys.readouterr().out
     assert printed.startswith("learning_rate  seed  best_val_loss  final_val_loss  val_accuracy")
 
-    # The documented CNN, built here from jdl.models, trained alone by fit.
-    def model(rngs: nnx.Rngs) -> ConvNet:
-        return ConvNet(
-            (40, 1),
-            (4, 4, 4),
-            10,
-            kernel_size=(5, 3, 3),
-            strides=2,
-            padding=1,
-            activation=jax.nn.gelu,
-            rngs=rngs,
-        )
-
-    loss_fn, eval_fn = classification(functional(model(nnx.Rngs(0)))[0])
+    # The documented CNN, the MNIST-1D reference CNN with GELU units, trained alone by fit.
+    loss_fn, eval_fn = classification(functional(reference_cnn(activation=jax.nn.gelu))[0])
     k_init, k_run = jax.random.split(jax.random.key(0))  # seed 0's contract
     splits = mnist1d(seed=0)
     single = fit(
         loss_fn,
-        functional(model(nnx.Rngs(k_init)))[1],
+        functional(reference_cnn(k_init, activation=jax.nn.gelu))[1],
         jdl.optim.adam(saved["best"]["learning_rate"]),
         splits.train,
         splits.val,
