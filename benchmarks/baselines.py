@@ -40,13 +40,16 @@ def _host_batches(n: int, steps: int, seed: int) -> np.ndarray:
     return np.concatenate(idx)[:steps]
 
 
-def sequential(lrs: np.ndarray, steps: int, eval_every: int, *, reuse: bool) -> dict[str, float]:
-    """One run after another, a jitted step called from Python, the validation loss evaluated
-    every ``eval_every`` steps (as jdl does) by one jitted function; ``reuse``: one step
-    compiled for all runs (the learning rate an argument), else ``optax.adam(lr)`` built and
-    compiled per run. ``compile_s`` is the time of each run's first call (its compile, when
-    it must, and one step); ``run_s`` the rest."""
-    apply_fn, init_fn, train, val = setup()
+def sequential(
+    lrs: np.ndarray, steps: int, eval_every: int, *, reuse: bool, workload: str = "mlp"
+) -> dict[str, float]:
+    """One run of ``workload`` (`benchmarks.machine.setup`) after another, a jitted step called
+    from Python, the validation loss evaluated every ``eval_every`` steps (as jdl does) by one
+    jitted function; ``reuse``: one step compiled for all runs (the learning rate an argument),
+    else ``optax.adam(lr)`` built and compiled per run. ``compile_s`` is the time of each
+    run's first call (its compile, when it must, and one step); ``run_s`` the rest."""
+    w = setup(workload)
+    apply_fn, init_fn, train, val = w.apply_fn, w.init_fn, w.train, w.val
     x, y = np.asarray(train.x), np.asarray(train.y)
     batches = _host_batches(len(x), steps, 0)
 
@@ -102,12 +105,13 @@ def sequential(lrs: np.ndarray, steps: int, eval_every: int, *, reuse: bool) -> 
 
 
 def handwritten(
-    lrs: np.ndarray, steps: int, devices: int | None
+    lrs: np.ndarray, steps: int, devices: int | None, workload: str = "mlp"
 ) -> tuple[dict[str, float], Callable[[], float]]:
-    """optax ``inject_hyperparams`` + ``vmap`` + ``lax.scan``, one call for all steps, one
-    batch per step shared by the members, its member axis sharded over ``devices`` exactly as
-    jdl shards its population (`jdl.search.member_mesh`; None: every device)."""
-    apply_fn, init_fn, train, _ = setup()
+    """optax ``inject_hyperparams`` + ``vmap`` + ``lax.scan`` over ``workload``, one call for all
+    steps, one batch per step shared by the members, its member axis sharded over ``devices``
+    exactly as jdl shards its population (`jdl.search.member_mesh`; None: every device)."""
+    w = setup(workload)
+    apply_fn, init_fn, train = w.apply_fn, w.init_fn, w.train
     n = train.x.shape[0]
     per_epoch = n // BATCH
     mesh = member_mesh(devices)
@@ -209,12 +213,12 @@ TORCH_SCRIPT = textwrap.dedent(
 def torch_func(python: str | None, lrs: np.ndarray, steps: int) -> dict[str, Any] | None:
     """PyTorch ``torch.func`` (``stack_module_state`` + ``functional_call`` + ``vmap``) with an
     Adam written per parameter, a plain eager loop (not ``torch.compile``), over all ``steps``
-    in the interpreter ``python``; None when it has no torch."""
+    in the interpreter ``python``, on the MLP workload; None when it has no torch."""
     if python is None:
         return None
     if subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0:
         return None
-    _, _, train, _ = setup()
+    train = setup().train
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.npz"
         np.savez(data, x=np.asarray(train.x), y=np.asarray(train.y), lrs=lrs, features=FEATURES)

@@ -1,10 +1,14 @@
 """Learning-rate search: jdl.search against the searches users write by hand, like for like.
 
-    python -m benchmarks.lr_search [--members 32] [--steps 500] [--eval-every 100]
-        [--repeats 3] [--torch-python PATH] [--no-compile-cache] [--out FILE]
+    python -m benchmarks.lr_search [--workload {mlp,cnn}] [--members 32] [--steps 500]
+        [--eval-every 100] [--repeats 3] [--sequential-members N] [--torch-python PATH]
+        [--no-compile-cache] [--out FILE]
 
-N Adam members (learning rates on a log grid) of an MLP 64-128-128-10 on digits, batch 128,
-every variant on the same devices (on a CPU host, one device per core, `use_cpu_cores`):
+N Adam members (learning rates on a log grid) of a workload (`benchmarks.machine`): the MLP
+64-128-128-10 on digits (the default) or, with ``--workload cnn``, the CNN of
+`experiments.classifiers.cnn` on MNIST-1D (three stride-2 convolutions of 32 channels, each
+computed by `jdl.models.Conv` as one matrix product per kernel tap); batch 128, every variant
+on the same devices (on a CPU host, one device per core, `use_cpu_cores`):
 
 1. jdl: ``jdl.search.Search`` (one ``jit(vmap(...))`` over the members, evaluation and early
    stopping every ``--eval-every`` steps) sharded over every device; 1b: on one device;
@@ -15,7 +19,7 @@ every variant on the same devices (on a CPU host, one device per core, `use_cpu_
    all steps, one batch per step shared by the members, sharded over every device as jdl is;
    4b: on one device;
 5. PyTorch ``torch.func`` with a hand-written vectorised Adam, a plain eager loop, in the
-   interpreter ``--torch-python`` (skipped when torch is absent).
+   interpreter ``--torch-python`` (the MLP only; skipped when torch is absent).
 
 Timed alike: the clock starts before the members' parameters are initialised and stops when
 the last parameters are ready (``block_until_ready``); every program compiles inside the first
@@ -26,6 +30,11 @@ A member-step counts only the matrix products computed (`benchmarks.machine`), c
 XLA's cost analysis, and the FLOP rate is given as a share of the whole machine's measured
 fp32 matmul peak. Last, jdl's variant 1 runs twice more in fresh processes sharing a
 persistent compilation cache: the second is a cached run (``--no-compile-cache``: skipped).
+
+On the CNN every variant computes the convolutions as `jdl.models.Conv` does; under ``vmap``
+each tap's product becomes one matrix product batched over the members, where a vmapped
+``lax.conv_general_dilated`` becomes a grouped convolution that XLA's CPU backend runs slower
+(`benchmarks.vmapped_conv` compares the two).
 
 On an accelerator the same command runs unchanged with ``--members`` up to 1024; the sequential
 variants then run ``--sequential-members`` runs and are scaled to N (said in the table).
@@ -51,7 +60,7 @@ import jdl.optim
 from benchmarks import baselines
 from benchmarks.machine import (
     BATCH,
-    FEATURES,
+    WORKLOADS,
     flops_per_member_step,
     matmul_peak,
     setup,
@@ -64,11 +73,13 @@ from jdl.train import early_stopping
 
 
 def run_jdl(
-    lrs: np.ndarray, steps: int, eval_every: int, devices: int | None
+    lrs: np.ndarray, steps: int, eval_every: int, devices: int | None, workload: str = "mlp"
 ) -> tuple[dict[str, float], Callable[[], float]]:
-    """Variant 1: a fresh ``Search`` (nothing compiled) trains the population, sharded over
-    ``devices``. Returns the figures and ``rerun() -> seconds`` of the same, compiled, search."""
-    apply_fn, init_fn, train, val = setup()
+    """Variant 1: a fresh ``Search`` (nothing compiled) trains the population of ``workload``,
+    sharded over ``devices``. Returns the figures and ``rerun() -> seconds`` of the same,
+    compiled, search."""
+    w = setup(workload)
+    apply_fn, init_fn, train, val = w.apply_fn, w.init_fn, w.train, w.val
 
     def loss_fn(params: Any, batch: Dataset, key: jax.Array) -> tuple[jax.Array, dict]:
         return softmax_cross_entropy(apply_fn(params, batch.x), batch.y), {}
@@ -110,7 +121,7 @@ def run_jdl(
     return figures, rerun
 
 
-def cached_walls(members: int, steps: int, eval_every: int) -> list[float]:
+def cached_walls(members: int, steps: int, eval_every: int, workload: str) -> list[float]:
     """Variant 1's wall time in two fresh processes sharing an empty persistent compilation
     cache: the first compiles and fills it, the second reads its programs back."""
     walls = []
@@ -119,7 +130,8 @@ def cached_walls(members: int, steps: int, eval_every: int) -> list[float]:
         for _ in range(2):
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.lr_search", "--jdl-only", "--members",
-                 str(members), "--steps", str(steps), "--eval-every", str(eval_every)],
+                 str(members), "--steps", str(steps), "--eval-every", str(eval_every),
+                 "--workload", workload],
                 capture_output=True, text=True, check=True, env=env,
             )  # fmt: skip
             walls.append(json.loads(out.stdout.strip().splitlines()[-1])["wall_s"])
@@ -139,6 +151,12 @@ def _default_torch_python() -> str | None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.lr_search", description=__doc__)
+    p.add_argument(
+        "--workload",
+        default="mlp",
+        choices=WORKLOADS,
+        help="the MLP on digits or the CNN on MNIST-1D (benchmarks.machine)",
+    )
     p.add_argument("--members", type=int, default=32, help="members N")
     p.add_argument("--steps", type=int, default=500, help="steps per member")
     p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
@@ -176,15 +194,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from jdl.run import use_compile_cache
 
         use_compile_cache()
-        figures, _ = run_jdl(lrs, a.steps, a.eval_every, None)
+        figures, _ = run_jdl(lrs, a.steps, a.eval_every, None, a.workload)
         print(json.dumps({k: v for k, v in figures.items() if isinstance(v, float)}))
         return figures
     accelerator = jax.default_backend() != "cpu"
     seq_n = a.sequential_members or (min(a.members, 32) if accelerator else a.members)
     seq_lrs = log_grid(1e-4, 1e-1, seq_n)
     peak = matmul_peak()
-    apply_fn, init_fn, _, _ = setup()
-    flop, xla_flop = flops_per_member_step(), xla_flops_per_member_step(apply_fn, init_fn)
+    workload = setup(a.workload)
+    flop = flops_per_member_step(workload.products)
+    xla_flop = xla_flops_per_member_step(workload)
     d = len(jax.devices())
     names = {
         "all": f"1 jdl.search, {d} devices",
@@ -195,12 +214,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "hand1": "4b hand-written vmap+scan, 1 device",
     }
     cold: dict[str, Callable[[], tuple[dict, Callable | None]]] = {
-        "all": lambda: run_jdl(lrs, a.steps, a.eval_every, None),
-        "one": lambda: run_jdl(lrs, a.steps, a.eval_every, 1),
-        "seq": lambda: (baselines.sequential(seq_lrs, a.steps, a.eval_every, reuse=False), None),
-        "seq1": lambda: (baselines.sequential(seq_lrs, a.steps, a.eval_every, reuse=True), None),
-        "hand": lambda: baselines.handwritten(lrs, a.steps, None),
-        "hand1": lambda: baselines.handwritten(lrs, a.steps, 1),
+        "all": lambda: run_jdl(lrs, a.steps, a.eval_every, None, a.workload),
+        "one": lambda: run_jdl(lrs, a.steps, a.eval_every, 1, a.workload),
+        "seq": lambda: (
+            baselines.sequential(seq_lrs, a.steps, a.eval_every, reuse=False, workload=a.workload),
+            None,
+        ),
+        "seq1": lambda: (
+            baselines.sequential(seq_lrs, a.steps, a.eval_every, reuse=True, workload=a.workload),
+            None,
+        ),
+        "hand": lambda: baselines.handwritten(lrs, a.steps, None, a.workload),
+        "hand1": lambda: baselines.handwritten(lrs, a.steps, 1, a.workload),
     }
     best: dict[str, dict] = {}
     reruns: dict[str, Callable[[], float]] = {}
@@ -229,15 +254,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if k in warm:
             r["run_s"], r["warm_runs_s"] = min(warm[k]), warm[k]
         results[names[k]] = r
-    torch_result = baselines.torch_func(a.torch_python, lrs, a.steps)
-    if torch_result is not None:
-        results["5 torch.func vmap (eager)"] = torch_result
-    cached = None if a.no_compile_cache else cached_walls(a.members, a.steps, a.eval_every)
-    return report(a, results, names, peak, flop, xla_flop, cached, seq_n)
+    if a.workload == "mlp":  # the torch script writes the MLP
+        torch_result = baselines.torch_func(a.torch_python, lrs, a.steps)
+        if torch_result is not None:
+            results["5 torch.func vmap (eager)"] = torch_result
+    cached = (
+        None if a.no_compile_cache else cached_walls(a.members, a.steps, a.eval_every, a.workload)
+    )
+    return report(a, workload.model, results, names, peak, flop, xla_flop, cached, seq_n)
 
 
 def report(
     a: argparse.Namespace,
+    model: str,
     results: dict[str, dict],
     names: dict[str, str],
     peak: float,
@@ -250,7 +279,7 @@ def report(
     jdl_all, jdl_one = results[names["all"]], results[names["one"]]
     hand_all, hand_one = results[names["hand"]], results[names["hand1"]]
     print(
-        f"{a.members} Adam members, MLP {'-'.join(map(str, FEATURES))}, batch {BATCH}, "
+        f"{a.members} Adam members, {model}, batch {BATCH}, "
         f"{a.steps} steps, best of {a.repeats}; {jax.devices()[0].platform}, "
         f"{len(jax.devices())} devices, {os.cpu_count()} cores"
     )

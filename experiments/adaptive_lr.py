@@ -147,7 +147,7 @@ import numpy as np
 
 import jdl.optim
 from experiments import output
-from experiments.mlp_classifier import mlp_classifier
+from experiments.classifiers import mlp_classifier
 from jdl.data import digits
 from jdl.search import AdaptiveState, Search, log_grid, make_adaptive, product, run_adaptive
 from jdl.search import population as make_population

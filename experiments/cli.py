@@ -25,6 +25,7 @@ INT32_MAX = 2**31 - 1  # step counters and sizes are int32 inside the compiled p
 FLOAT32_TINY = 2.0**-126  # the smallest normal float32; XLA on CPU flushes smaller ones to 0
 DIGITS_TRAIN_EXAMPLES = 1077  # len(jdl.data.digits().train), for checks before JAX; tested
 DIGITS_FEATURES = 64  # jdl.data.digits()'s inputs: 8 x 8 pixels; tested
+MNIST1D_TRAIN_EXAMPLES = 3600  # len(jdl.data.mnist1d().train): 90% of the 4000 reference signals
 FORMATS = ("png", "svg", "pdf")
 # jdl.optim.OPTIMIZERS's names in its order, so that --help needs no JAX; a test keeps them equal.
 OPTIMIZER_NAMES = (

@@ -66,6 +66,25 @@ def dense(sizes: Sequence[int]) -> Network:
     )
 
 
+def convolutions(
+    inputs: int, taps: Sequence[int], positions: Sequence[int], channels: int, head: Sequence[int]
+) -> Network:
+    """Convolutions of ``channels`` output channels on one input channel of ``inputs`` values,
+    layer l with ``taps[l]`` kernel taps (K^d) at ``positions[l]`` output positions, then a
+    dense head of sizes ``head`` (its output included) on the last layer's flattened output."""
+    fan_in = [1] + [channels] * (len(taps) - 1)
+    top = dense((positions[-1] * channels, *head))
+    return Network(
+        parameters=sum((t * c + 1) * channels for t, c in zip(taps, fan_in, strict=True))
+        + top.parameters,
+        units=inputs + channels * sum(positions[:-1]) + top.units,
+        flops=step_flops(
+            [2 * p * t * c * channels for p, t, c in zip(positions, taps, fan_in, strict=True)]
+            + [2 * a * b for a, b in itertools.pairwise((positions[-1] * channels, *head))]
+        ),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Cost:
     """A run's needs: the bytes it holds at once, the FLOPs it computes, and the seconds it

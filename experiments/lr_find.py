@@ -126,7 +126,7 @@ import matplotlib.pyplot as plt
 
 import jdl.optim
 from experiments import output
-from experiments.mlp_classifier import mlp_classifier
+from experiments.classifiers import mlp_classifier
 from jdl.data import digits
 from jdl.search import RangeTestResult, Search, log_grid, lr_range_test, population
 from jdl.search.report import aggregate, records

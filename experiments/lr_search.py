@@ -1,20 +1,31 @@
-"""Learning-rate search: many training runs of an MLP on digits as one compiled program.
+"""Learning-rate search: many training runs of an MLP or a CNN on digits or MNIST-1D as one
+compiled program.
 
-    python -m experiments.lr_search [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0]
-        [--num-lrs 16] [--seeds 1] [--steps 1000] [--batch-size 128] [--hidden 128,128]
-        [--patience N] [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
+    python -m experiments.lr_search [--data {digits,mnist1d}] [--model {mlp,cnn}]
+        [--optimizer NAME] [--lr-min 1e-4] [--lr-max 1.0] [--num-lrs 16] [--seeds 1]
+        [--steps 1000] [--batch-size 128] [--hidden 128,128] [--channels 32] [--patience N]
+        [--standardize] [--devices N] [--out DIR] [--checkpoint-dir DIR]
         [--export-best DIR] [--tensorboard DIR] [--scheduler {grid,random,halving,asha,pbt}]
         [--budget MEMBER_STEPS] [--memory-budget MIB|auto] [--no-compile-cache] [--allow-long]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]
         [--join-timeout S]]
 
-Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of an MLP 64-hidden-10 on the
-digits data with `jdl.search.Search` (one ``jit(vmap(...))`` over the whole population, sharded
-over ``--devices``), prints the table (per member, or aggregated over seeds) and the best
+Trains ``num_lrs`` learning rates on a log grid x ``seeds`` seeds of a classifier with
+`jdl.search.Search` (one ``jit(vmap(...))`` over the whole population, sharded over
+``--devices``), prints the table (per member, or aggregated over seeds) and the best
 learning rate, and writes ``results.json``, ``results.csv``, ``lr_curve.png`` (final validation
 loss against the learning rate: the course's too small / just right / too large curve) and
 ``curves.png`` (loss curves of every member) into ``--out``. It also prints the good range:
 the learning rates whose mean best validation loss is within ``GOOD`` (25%) of the best one.
+
+The data (``--data``) are scikit-learn's digits (8 x 8 images, `jdl.data.digits`, the default)
+or MNIST-1D (signals of 40 positions, `jdl.data.mnist1d`). The model (``--model``) is an MLP
+input-``hidden``-10 (ReLU units; ``--hidden`` 128,128 by default), or the CNN of
+`experiments.weight_sharing` (`experiments.classifiers.cnn`: three stride-2 convolutions of
+``--channels`` channels, 32 by default, GELU units; 1-D kernels 5, 3, 3 on MNIST-1D, 3 x 3
+on the digits), whose dense head has the hidden layers ``--hidden`` (none by default: a linear
+head). ``--channels`` with the MLP exits with status 2. ``results.json``'s ``config`` records
+the data, the model, its ``hidden`` layers and ``channels`` (null for the MLP).
 ``--standardize`` standardizes the inputs with the training split's statistics
 (`jdl.data.standardize`), the setting of the course's advice for SGD: a learning rate between
 1e-6 and 1, often 0.001 (``--optimizer sgd --standardize --lr-min 1e-6 --lr-max 10``).
@@ -75,9 +86,9 @@ import numpy as np
 
 import jdl.optim
 from experiments import output
+from experiments.classifiers import classifier, cnn, mlp_classifier
 from experiments.lr_search_schedulers import search_with
-from experiments.mlp_classifier import mlp_classifier
-from jdl.data import digits, standardize
+from jdl.data import digits, mnist1d, standardize
 from jdl.run import ConfigurationMismatchError, save_params, use_compile_cache
 from jdl.search import Population, Search, initialize_distributed, use_cpu_cores
 from jdl.search.memory import MemoryBudgetError
@@ -121,15 +132,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Parser(prog=PROG).error(
             f"--devices {cfg.devices} but only {len(jax.local_devices())} devices are available"
         )
-    splits = digits(seed=0)
+    splits = {"digits": digits, "mnist1d": mnist1d}[cfg.data](seed=0)
     if cfg.standardize:
         splits = standardize(splits)
     if cfg.batch_size > splits.train.x.shape[0]:
         Parser(prog=PROG).error(
             f"--batch-size {cfg.batch_size} exceeds the {splits.train.x.shape[0]} training examples"
         )
-    features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
-    init_fn, loss_fn, eval_fn = mlp_classifier(features)
+    if cfg.model == "mlp":
+        init_fn, loss_fn, eval_fn = mlp_classifier(
+            (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)
+        )
+    else:
+        init_fn, loss_fn, eval_fn = classifier(
+            cnn(cfg.data, NUM_CLASSES, cfg.channels, hidden=cfg.hidden)
+        )
 
     make_tx = jdl.optim.OPTIMIZERS[cfg.optimizer]
     eval_every = eval_period(cfg.steps)

@@ -1,7 +1,8 @@
 """The command line of `experiments.lr_search`: its `Config`, flags and checks, with no heavy
 import (``--help`` and a bad flag answer before JAX loads).
 
-Learning-rate search: many training runs of an MLP on digits as one compiled program.
+Learning-rate search: many training runs of an MLP or a CNN on digits or MNIST-1D as one
+compiled program.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from experiments import estimates
 from experiments.cli import (
     DIGITS_FEATURES,
     DIGITS_TRAIN_EXAMPLES,
+    MNIST1D_TRAIN_EXAMPLES,
     OPTIMIZER_NAMES,
     Parser,
     coordinator,
@@ -20,12 +22,19 @@ from experiments.cli import (
     joined,
 )
 
-DOC = "Learning-rate search: many training runs of an MLP on digits as one compiled program."
+DOC = (
+    "Learning-rate search: many training runs of an MLP or a CNN on digits or MNIST-1D as one "
+    "compiled program."
+)
 
 PROG = "python -m experiments.lr_search"
 GOOD = 1.25  # the good range: mean best validation loss <= GOOD x the best one
 OPTIMIZERS = tuple(sorted(OPTIMIZER_NAMES))
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # of both data sets
+TRAIN_EXAMPLES = {"digits": DIGITS_TRAIN_EXAMPLES, "mnist1d": MNIST1D_TRAIN_EXAMPLES}
+FEATURES = {"digits": DIGITS_FEATURES, "mnist1d": 40}  # the inputs' values
+MODELS = ("mlp", "cnn")
+CHANNELS = 32  # the CNN's channels per convolution when --channels is not given
 MEMBER_KEYS = (
     "learning_rate",
     "seed",
@@ -61,7 +70,9 @@ def eval_period(steps: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """The search: optimizer, log grid of learning rates, seeds, training and devices."""
+    """The search: data, model, optimizer, log grid of learning rates, seeds, training and
+    devices. ``hidden`` is the MLP's hidden layers, or the CNN's dense head's (none unless
+    given); ``channels`` is the CNN's channels per convolution (None with the MLP)."""
 
     optimizer: str = "adam"
     lr_min: float = 1e-4
@@ -71,6 +82,9 @@ class Config:
     steps: int = 1000
     batch_size: int = 128
     hidden: tuple[int, ...] = (128, 128)
+    data: str = "digits"
+    model: str = "mlp"
+    channels: int | None = None
     patience: int = 200  # in optimizer steps
     standardize: bool = False
     devices: int | None = None  # None: every device
@@ -104,7 +118,27 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--steps", type=int, default=None, help=f"steps per member ({d.steps}; or from --budget)"
     )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
-    p.add_argument("--hidden", type=hidden_sizes, default=joined(d.hidden), help="layer sizes")
+    p.add_argument(
+        "--data", default=d.data, choices=tuple(TRAIN_EXAMPLES), help="the data set to train on"
+    )
+    p.add_argument(
+        "--model",
+        default=d.model,
+        choices=MODELS,
+        help="an MLP, or the CNN of experiments.weight_sharing (1-D on mnist1d, 2-D on digits)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=hidden_sizes,
+        default=None,
+        help=f"hidden layer sizes: the MLP's ({joined(d.hidden)}), or the CNN head's (none)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=None,
+        help=f"channels of each of the CNN's 3 convolutions ({CHANNELS}; --model cnn only)",
+    )
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping, in steps")
     p.add_argument(
         "--standardize", action="store_true", help="standardize inputs (training statistics)"
@@ -201,7 +235,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.require_positive_numbers(a, "lr_min", "lr_max")
     p.require_ordered(a, "lr_min", "lr_max")
     p.require_positive_ints(a, "num_lrs", "seeds", "steps", "batch_size", "patience")
-    p.require_batch_size(a.batch_size, DIGITS_TRAIN_EXAMPLES)
+    p.require_batch_size(a.batch_size, TRAIN_EXAMPLES[a.data])
+    if a.model == "mlp":
+        if a.channels is not None:
+            p.error("--channels sets the CNN's convolutions: it needs --model cnn")
+        a.hidden = d.hidden if a.hidden is None else a.hidden
+    else:
+        a.hidden = () if a.hidden is None else a.hidden
+        a.channels = CHANNELS if a.channels is None else a.channels
+        p.require_positive_ints(a, "channels")
     wrong = check_scheduler(a.scheduler, a.num_lrs, a.steps, eval_period(a.steps))
     if wrong is not None:
         p.error(wrong)
@@ -209,15 +251,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.require_positive_ints(a, "devices")
     members = a.num_lrs * a.seeds
     sliced = a.memory_budget is not None or a.distributed  # in slices, or over several hosts
+    if a.model == "mlp":
+        network = estimates.dense((FEATURES[a.data], *a.hidden, NUM_CLASSES))
+    else:  # experiments.classifiers.cnn: three stride-2 convolutions
+        taps, positions = (
+            ((5, 3, 3), (19, 10, 5)) if a.data == "mnist1d" else ((9,) * 3, (16, 4, 1))
+        )
+        head = (*a.hidden, NUM_CLASSES)
+        network = estimates.convolutions(FEATURES[a.data], taps, positions, a.channels, head)
     cost = estimates.training(
         members,
         a.steps,
-        estimates.dense((DIGITS_FEATURES, *a.hidden, NUM_CLASSES)),
+        network,
         a.batch_size,
         eval_every=eval_period(a.steps),
         at_once=1 if sliced else members,
     )
-    p.require_feasible(a, cost, "num_lrs", "seeds", "steps", "hidden", "batch_size")
+    flags = ("num_lrs", "seeds", "steps", "hidden", "batch_size")
+    p.require_feasible(a, cost, *flags, *(("channels",) if a.model == "cnn" else ()))
     p.require_output(a)
     multi = (a.coordinator, a.num_processes, a.process_id)
     if any(v is not None for v in multi):

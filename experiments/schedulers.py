@@ -119,7 +119,7 @@ import numpy as np
 
 import jdl.optim
 from experiments import output
-from experiments.mlp_classifier import mlp_classifier
+from experiments.classifiers import mlp_classifier
 from jdl.data import digits
 from jdl.search import (
     Sampler,

@@ -7,10 +7,10 @@
 
 A convolution shares one kernel over all positions (`jdl.models.Conv`): it assumes that
 neighbouring positions belong together and that a pattern means the same wherever it is. On
-MNIST-1D (`jdl.data.mnist1d`) that prior is right, and a CNN (`jdl.models.ConvNet`: three
-stride-2 convolutions of ``--channels`` channels, kernels 5, 3, 3, a linear head; the
-reference CNN of Greydanus 2020 with 32 instead of 25 channels) beats an MLP
-(``40-hidden-10``) of comparable parameter count by far. With the 40 positions shuffled by one
+MNIST-1D (`jdl.data.mnist1d`) that prior is right, and a CNN (`experiments.classifiers.cnn`,
+a `jdl.models.ConvNet`: three stride-2 convolutions of ``--channels`` channels, kernels 5, 3,
+3, a linear head; the reference CNN of Greydanus 2020 with 32 instead of 25 channels) beats an
+MLP (``40-hidden-10``) of comparable parameter count by far. With the 40 positions shuffled by one
 fixed permutation (``mnist1d(shuffle_positions=True)``) the MLP, which treats its input as an
 unordered vector, learns as well as before, while the CNN's prior is wrong and its advantage
 vanishes.
@@ -43,11 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments import cli, estimates
-from experiments.cli import Parser, hidden_sizes
+from experiments.cli import MNIST1D_TRAIN_EXAMPLES, Parser, hidden_sizes
 
 PROG = "python -m experiments.weight_sharing"
 NUM_CLASSES, LENGTH = 10, 40
-TRAIN_EXAMPLES = 3600  # len(mnist1d().train): 90% of the 4000 reference training signals
 MODELS = ("mlp", "cnn")
 VARIANTS = ("ordered", "shuffled")
 # Test accuracies of the mnist1d package's README (Greydanus 2020); no GRU or logistic
@@ -127,14 +126,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.require_positive_ints(a, "devices")
     p.require_positive_numbers(a, "lr_min", "lr_max")
     p.require_ordered(a, "lr_min", "lr_max")
-    p.require_batch_size(a.batch_size, TRAIN_EXAMPLES, "training signals")
+    p.require_batch_size(a.batch_size, MNIST1D_TRAIN_EXAMPLES, "training signals")
     if a.seeds < 2:
         p.error(f"--seeds must be at least 2 for a spread over seeds, got {a.seeds}")
     searches = [  # per model, the ordered and the shuffled search in turn
         estimates.training(
             a.num_lrs * a.seeds, a.steps, network, a.batch_size, eval_every=a.eval_every
         ).repeated(len(VARIANTS))
-        for network in (estimates.dense((LENGTH, *a.mlp_hidden, NUM_CLASSES)), cnn(a.channels))
+        for network in (
+            estimates.dense((LENGTH, *a.mlp_hidden, NUM_CLASSES)),
+            estimates.convolutions(LENGTH, (5, 3, 3), (19, 10, 5), a.channels, (NUM_CLASSES,)),
+        )
     ]
     p.require_feasible(
         a,
@@ -151,18 +153,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)})
 
 
-def cnn(c: int) -> estimates.Network:
-    """The CNN of `make_model` with ``c`` channels, for the estimate: three stride-2
-    convolutions (kernels 5, 3, 3) take the 40 positions to 20, 10 and 5, then a linear head."""
-    return estimates.Network(
-        parameters=(5 * c + c) + 2 * (3 * c * c + c) + (5 * c * NUM_CLASSES + NUM_CLASSES),
-        units=LENGTH + 20 * c + 10 * c + 5 * c + NUM_CLASSES,
-        flops=estimates.step_flops(
-            [2 * 20 * 5 * c, 2 * 10 * 3 * c * c, 2 * 5 * 3 * c * c, 2 * 5 * c * NUM_CLASSES]
-        ),
-    )
-
-
 if __name__ == "__main__":
     cli.parsed(parse_args)  # --help and bad flags answer before JAX is imported below
 
@@ -177,8 +167,9 @@ import matplotlib.pyplot as plt
 
 import jdl.optim
 from experiments import output
+from experiments.classifiers import cnn
 from jdl.data import Dataset, mnist1d
-from jdl.models import MLP, ConvNet, functional, stateful
+from jdl.models import MLP, functional, stateful
 from jdl.search import Search, log_grid, population, use_cpu_cores
 from jdl.search.report import aggregate, best_config, records, write_json
 from jdl.train import classification, early_stopping
@@ -189,17 +180,7 @@ def make_model(cfg: Config, name: str) -> Callable[[nnx.Rngs], nnx.Module]:
     if name == "mlp":
         features = (LENGTH, *cfg.mlp_hidden, NUM_CLASSES)
         return lambda rngs: MLP(features, activation=jax.nn.gelu, rngs=rngs)
-    return lambda rngs: ConvNet(
-        (LENGTH, 1),
-        (cfg.channels,) * 3,
-        NUM_CLASSES,
-        kernel_size=(5, 3, 3),
-        strides=2,
-        padding=1,
-        activation=jax.nn.gelu,
-        batch_norm=cfg.batch_norm,
-        rngs=rngs,
-    )
+    return cnn("mnist1d", NUM_CLASSES, cfg.channels, batch_norm=cfg.batch_norm)
 
 
 def _search(cfg: Config, model: Callable[[nnx.Rngs], nnx.Module]) -> tuple[Search, int]:

@@ -14,7 +14,8 @@ from flax import nnx
 
 import jdl
 from benchmarks.machine import flops_per_member_step
-from experiments import cli, dice, estimates, weight_sharing
+from experiments import cli, dice, estimates
+from experiments.classifiers import cnn
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHINE = 16 * 2**30  # the physical memory the in-process tests assume: the limit is 8 GiB
@@ -26,6 +27,7 @@ MEMORY = [  # (experiment, flags) whose estimate exceeds 8 GiB of memory
     ("lr_search", ["--seeds", "10000000"]),
     ("lr_search", ["--hidden", "100000,100000"]),
     ("lr_search", ["--memory-budget", "100", "--seeds", "10000000"]),  # all members' results
+    ("lr_search", ["--model", "cnn", "--channels", "1000000"]),
     ("lr_find", ["--grid-lrs", "100000000"]),
     ("lr_find", [*HUGE, "--eval-every", "1", "--hidden", "1", "--batch-size", "1"]),  # history
     ("schedulers", ["--slots", "100000000"]),
@@ -46,6 +48,7 @@ MEMORY = [  # (experiment, flags) whose estimate exceeds 8 GiB of memory
 ]
 TIME = [  # (experiment, flags) estimated at more than a day, within the memory
     ("lr_search", [*HUGE]),
+    ("lr_search", ["--data", "mnist1d", "--model", "cnn", "--steps", "1000000000"]),
     ("lr_find", [*HUGE, "--eval-every", "100000", "--grid-lrs", "0"]),
     ("schedulers", [*HUGE, "--eval-every", "1000"]),
     ("schedulers", ["--repetitions", "100000000"]),
@@ -168,9 +171,14 @@ def test_the_estimates_model_sizes_are_the_librarys():
 
     main_job = estimates.dense((64, 128, 128, 10))
     assert main_job.parameters == count(lambda rngs: jdl.models.MLP((64, 128, 128, 10), rngs=rngs))
-    assert main_job.flops * 128 == flops_per_member_step((64, 128, 128, 10), 128)
-    cnn = weight_sharing.make_model(weight_sharing.Config(channels=7), "cnn")
-    assert weight_sharing.cnn(7).parameters == count(cnn)
+    assert main_job.flops * 128 == flops_per_member_step((64 * 128, 128 * 128, 128 * 10), 128)
+    for data, inputs, taps, positions in (
+        ("mnist1d", 40, (5, 3, 3), (19, 10, 5)),
+        ("digits", 64, (9, 9, 9), (16, 4, 1)),
+    ):
+        for head in ((10,), (32, 10)):
+            net = estimates.convolutions(inputs, taps, positions, 7, head)
+            assert net.parameters == count(cnn(data, 10, 7, hidden=head[:-1])), (data, head)
     params = jax.eval_shape(lambda: dice.init_params(jax.random.key(0), 5))
     assert dice.network(16, 5).parameters == sum(x.size for x in jax.tree.leaves(params))
     assert estimates.MEMORY_FRACTION == jdl.search.memory.CPU_FRACTION

@@ -1,18 +1,25 @@
 """Smoke test of python -m experiments.lr_search: files, keys, finite numbers, CLI errors."""
 
 import csv
+import dataclasses
 import json
 import math
 import signal
 
+import chex
+import jax
 import pytest
 
 import jdl.optim
 from experiments import lr_search
-from experiments.mlp_classifier import mlp_classifier
-from jdl.data import digits, standardize
+from experiments.classifiers import mlp_classifier
+from experiments.lr_search_cli import Config
+from jdl.data import digits, mnist1d, standardize
+from jdl.models import functional
 from jdl.run import fit, load_params
 from jdl.search import Search
+from jdl.train import classification, early_stopping
+from tests.models.test_conv import reference_cnn
 
 MEMBER_KEYS = {
     "learning_rate",
@@ -25,6 +32,7 @@ MEMBER_KEYS = {
     "stopped_early",
     "diverged",
 }
+RESULT_KEYS = {"config", "members", "best", "timing", "devices", "good_range"}
 
 
 def test_lr_search_small(tmp_path, capsys):
@@ -60,7 +68,7 @@ def test_lr_search_small(tmp_path, capsys):
     for name in ("results.json", "results.csv", "lr_curve.png", "curves.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved) == {"config", "members", "best", "timing", "devices", "good_range"}
+    assert set(saved) == RESULT_KEYS
     assert saved["devices"] >= 1 and saved["config"]["steps"] == 45
     assert saved["config"]["standardize"] is True
     low, high = saved["good_range"]  # the best rate is in it, the diverging 100 is not
@@ -173,6 +181,11 @@ def test_lr_search_interrupted_writes_and_exits_130(tmp_path, capsys, monkeypatc
         (["--coordinator", "h:1"], "need --distributed"),
         (["--memory-budget", "0"], "--memory-budget must be a positive number of MiB or auto"),
         (["--memory-budget", "lots"], "--memory-budget must be a positive number of MiB or auto"),
+        (["--data", "mnist"], "argument --data: invalid choice: 'mnist'"),
+        (["--model", "rnn"], "argument --model: invalid choice: 'rnn'"),
+        (["--channels", "8"], "--channels sets the CNN's convolutions: it needs --model cnn"),
+        (["--model", "cnn", "--channels", "0"], "--channels must be a positive int"),
+        (["--data", "mnist1d", "--batch-size", "3601"], "exceeds the 3600 training examples"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
@@ -189,9 +202,7 @@ def test_lr_search_asha_with_a_budget_adds_its_lineage(tmp_path):
     argv += ["--hidden", "16", "--batch-size", "32", "--out", str(out)]
     lr_search.main(argv)
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved) == {"config", "members", "best", "timing", "devices", "good_range"} | {
-        "scheduler"
-    }
+    assert set(saved) == RESULT_KEYS | {"scheduler"}
     assert saved["config"]["steps"] == 100 and saved["config"]["budget"] == 400
     record = saved["scheduler"]
     assert record["kind"] == "asha" and len(record["trials"]) > 4  # slots were refilled
@@ -231,3 +242,68 @@ def test_a_memory_budget_too_small_for_one_member_exits_2_before_training(tmp_pa
     err = capsys.readouterr().err
     assert "one member per device needs" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_the_model_flags_resolve_each_models_defaults(tmp_path):
+    out = ["--out", str(tmp_path / "o")]
+    mlp = lr_search.parse_args(out)
+    assert (mlp.data, mlp.model, mlp.hidden, mlp.channels) == ("digits", "mlp", (128, 128), None)
+    cnn = lr_search.parse_args(["--data", "mnist1d", "--model", "cnn", *out])
+    assert (cnn.data, cnn.model, cnn.hidden, cnn.channels) == ("mnist1d", "cnn", (), 32)
+    head = lr_search.parse_args(["--model", "cnn", "--hidden", "64", "--channels", "8", *out])
+    assert (head.hidden, head.channels) == ((64,), 8)
+
+
+def test_lr_search_cnn_on_mnist1d_writes_the_default_schema_and_its_best_member_is_one_fit(
+    tmp_path, capsys
+):
+    """The CNN on MNIST-1D writes the default search's files and keys; the best member's
+    exported parameters equal one `fit` of the same ConvNet from the member's seed contract."""
+    out, best = tmp_path / "run", tmp_path / "best"
+    argv = ["--data", "mnist1d", "--model", "cnn", "--channels", "25", "--num-lrs", "2"]
+    argv += ["--lr-min", "1e-3", "--lr-max", "1e-2", "--steps", "10", "--batch-size", "32"]
+    lr_search.main([*argv, "--out", str(out), "--export-best", str(best)])
+    for name in ("results.json", "results.csv", "lr_curve.png", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved) == RESULT_KEYS
+    assert set(saved["config"]) == {f.name for f in dataclasses.fields(Config)}
+    config = saved["config"]
+    assert (config["data"], config["model"], config["channels"], config["hidden"]) == (
+        "mnist1d",
+        "cnn",
+        25,
+        [],
+    )
+    assert len(saved["members"]) == 2 and all(set(m) == MEMBER_KEYS for m in saved["members"])
+    with (out / "results.csv").open() as f:
+        assert set(next(csv.DictReader(f))) >= MEMBER_KEYS
+    printed = capsys.readouterr().out
+    assert printed.startswith("learning_rate  seed  best_val_loss  final_val_loss  val_accuracy")
+
+    # The documented CNN, the MNIST-1D reference CNN with GELU units, trained alone by fit.
+    loss_fn, eval_fn = classification(functional(reference_cnn(activation=jax.nn.gelu))[0])
+    k_init, k_run = jax.random.split(jax.random.key(0))  # seed 0's contract
+    splits = mnist1d(seed=0)
+    single = fit(
+        loss_fn,
+        functional(reference_cnn(k_init, activation=jax.nn.gelu))[1],
+        jdl.optim.adam(saved["best"]["learning_rate"]),
+        splits.train,
+        splits.val,
+        eval_fn=eval_fn,
+        steps=10,
+        batch_size=32,
+        eval_every=1,  # a twentieth of the steps, at least 1
+        early_stopping=early_stopping(200, divergence_threshold=2.0 * math.log(10)),
+        key=k_run,
+        progress=False,
+    )
+    exported = load_params(best)  # the saved pytree's list indices come back as strings
+    chex.assert_trees_all_close(
+        jax.tree.leaves(exported), jax.tree.leaves(single.best_params), rtol=1e-5, atol=1e-6
+    )
+    member = min(saved["members"], key=lambda m: m["best_val_loss"])
+    assert float(eval_fn(exported, splits.val)["loss"]) == pytest.approx(
+        member["best_val_loss"], rel=1e-5
+    )

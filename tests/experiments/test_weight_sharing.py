@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from experiments import weight_sharing
+from experiments import cli, weight_sharing
 from jdl.data import mnist1d
 
 
@@ -64,7 +64,7 @@ def test_bad_flags_exit_with_status_2(argv, message, capsys):
 
 
 def test_training_set_size_known_before_loading_matches_the_data():
-    assert len(mnist1d().train.y) == weight_sharing.TRAIN_EXAMPLES
+    assert len(mnist1d().train.y) == cli.MNIST1D_TRAIN_EXAMPLES
 
 
 def test_batch_norm_cnn_is_searched_as_a_model_with_state():
