@@ -210,7 +210,8 @@ class ASHA:
                 np.broadcast_to(halt, (num_seeds, halt.size)),
                 hp,
             )
-            steps = np.where(fresh[None, :], 0, steps)
+            steps = np.array(steps)  # a writable copy
+            steps[:, :n] = np.where(fresh[None, :n], 0, steps[:, :n])  # padding: dropped
         self._steps_before = steps.tolist()
         return state
 

@@ -367,15 +367,16 @@ class Members:
         early-stopping state, no metrics yet (run them with ``advance(..., own_steps=True)``);
         members with ``halt[s, h]`` stop; every member takes ``hparams``. One compiled
         program for any masks and values, so nothing recompiles. Used by ASHA's refills."""
-        shardings = self._shardings(state.train.step)
-        fresh = jax.device_put(np.asarray(fresh, bool), shardings)
-        halt = jax.device_put(np.asarray(halt, bool), shardings)
+        size, shardings = state.valid.shape[0], self._shardings(state.train.step)
+        masks = {"fresh": np.asarray(fresh, bool), "halt": np.asarray(halt, bool)}
+        # padding members (to a multiple of the devices) follow the last member, as in init
+        masks = jax.device_put(pad_members(masks, size, axis=1), shardings)
         hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
-        hparams = jax.device_put(hparams, self._shardings(state.hparams))
+        hparams = jax.device_put(pad_members(hparams, size, axis=1), self._shardings(state.hparams))
         if self._seed_params is None:
             raise ValueError("reset_members needs a population initialised by init")
         params = replicate(self._seed_params[1], self.mesh)
-        args = (state, params, fresh, halt, hparams)
+        args = (state, params, masks["fresh"], masks["halt"], hparams)
         return self._call("reset", self._programs.reset, *args, donate=(0,))
 
     def place(self, *datasets: Dataset) -> tuple[Dataset, ...]:

@@ -44,6 +44,18 @@ SCRIPT = textwrap.dedent(
         out[f"test_accuracy{name}"] = r.best["test_accuracy"]
         flat = [x.reshape(2, 3, -1) for x in jax.tree.leaves(r.params)]
         out[f"params{name}"] = np.concatenate(flat, 2)
+    # ASHA refills 3 slots of a population padded to 4 devices as it does on one device.
+    from jdl.search.asha import asha
+    from jdl.search.samplers import Sampler, log_uniform
+    for d in (4, 1):
+        search = Search(init_fn, sgd_factory, loss_fn=loss_fn, eval_fn=eval_fn, batch_size=32,
+                        eval_every=CHUNK, early_stopping=ES, devices=d)
+        found = asha(search, Sampler({"learning_rate": log_uniform(1e-3, 1.0)}, seed=0), train,
+                     val, num_slots=3, budget=2 * 3 * 6 * CHUNK, min_steps=CHUNK, eta=2,
+                     seeds=[0, 1], progress=False)
+        out[f"asha_steps{d}"] = [t["steps"] for t in found.trials]
+        out[f"asha_scores{d}"] = [np.nan if t["score"] is None else t["score"]
+                                  for t in found.trials]
     np.savez(OUT, **out)
     """
 )
@@ -86,6 +98,9 @@ def test_four_devices_equal_one(tmp_path):
             a, b = r["params4"][:, :2], r["paramsall"][:, :2]
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
     print("largest difference:", np.max(np.abs(r["params4"][:, :2] - r["paramsall"][:, :2])))
+    assert len(r["asha_steps4"]) > 3  # slots were refilled
+    np.testing.assert_array_equal(r["asha_steps4"], r["asha_steps1"])
+    np.testing.assert_allclose(r["asha_scores4"], r["asha_scores1"], rtol=1e-5)
 
 
 def test_padding_and_distributed_arguments():
