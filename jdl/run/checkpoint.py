@@ -249,18 +249,29 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
         checkpointer.save(path, params, force=True)
 
 
-def load_params(path: str | os.PathLike) -> Any:
+def load_params(path: str | os.PathLike, like: Any = None) -> Any:
     """The pytree of parameters that `save_params` wrote to ``path``, as NumPy arrays.
 
+    Args:
+      path: the folder.
+      like: parameters (arrays or ``jax.ShapeDtypeStruct``) of the same structure, for
+        example the model's initial ones: the result takes their tree structure (a saved
+        folder keeps dict keys as strings, so the integer keys of an NNX layer list come
+        back as "0", "1", ... without it).
+
     Raises:
-      ValueError: ``path`` is not a folder that `save_params` wrote.
+      ValueError: ``path`` is not a folder that `save_params` wrote, or holds parameters of
+        another structure or shape than ``like``.
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         raise ValueError(f"{path} is not a folder of saved parameters")
+    target = None
+    if like is not None:
+        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), like)
     try:
         with ocp.StandardCheckpointer() as checkpointer:
-            return jax.tree.map(np.asarray, checkpointer.restore(path))
+            return jax.tree.map(np.asarray, checkpointer.restore(path, target))
     except Exception as e:
         reason = " ".join(str(e).split())[:200]
         raise ValueError(f"cannot read parameters from {path}: {type(e).__name__}: {reason}") from e
