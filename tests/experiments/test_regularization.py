@@ -12,8 +12,7 @@ def test_writes_figures_and_table_and_rejects_bad_flags(tmp_path, capsys):
     argv = ["--train-size", "40", "--hidden", "8", "--steps", "20", "--eval-every", "10"]
     argv += ["--batch-size", "20", "--seeds", "2", "--widths", "8", "--l2", "1e-3,1e-1"]
     argv += ["--l1", "1e-4,1e-1", "--output", "1e-3,1e-1"]
-    argv += ["--dropout", "0.25,0.5"]
-    argv += ["--methods", "none,l2,l1,dropout,output_penalty,early_stopping,weight_sharing"]
+    argv += ["--methods", "none,l2,l1,output_penalty,early_stopping,weight_sharing"]
     argv += ["--out", str(tmp_path)]
     results = main(argv)
     for name in ("capacity.png", "regularizers.png"):
@@ -26,7 +25,7 @@ def test_writes_figures_and_table_and_rejects_bad_flags(tmp_path, capsys):
     assert len(row["val_curve"]) == 2 and all(math.isfinite(v) for v in row["val_curve"])
     for key in ("train_loss", "val_loss", "best_val_loss", "val_accuracy"):
         assert math.isfinite(row[key]["mean"]) and row[key]["std"] >= 0
-    methods = ["none", "l2", "l1", "dropout", "early_stopping", "output_penalty", "weight_sharing"]
+    methods = ["none", "l2", "l1", "early_stopping", "output_penalty", "weight_sharing"]
     assert list(saved["methods"]) == methods
     for method, entry in saved["methods"].items():
         for key in ("val_accuracy", "test_accuracy"):
@@ -34,7 +33,6 @@ def test_writes_figures_and_table_and_rejects_bad_flags(tmp_path, capsys):
         assert entry["chosen"] in [None] + [g["value"] for g in entry["grid"]], method
     assert [g["value"] for g in saved["methods"]["l2"]["grid"]] == [1e-3, 1e-1]
     assert 0 <= saved["methods"]["early_stopping"]["chosen"] <= 20
-    assert [g["value"] for g in saved["methods"]["dropout"]["grid"]] == [0.25, 0.5]
     sharing = saved["methods"]["weight_sharing"]
     assert sharing["chosen"] == 3658 and sharing["mlp_same_size"]["parameters"] == 3610
     # A choice at either end of its grid is flagged.
