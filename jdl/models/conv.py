@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jdl.hyperparams import check_interval
+
 
 def _per_layer(name: str, value: int | Sequence[int], n: int) -> tuple[int, ...]:
     """One positive int per layer: an int is repeated, a sequence must have one per layer."""
@@ -240,12 +242,7 @@ class ConvNet(nnx.Module):
             raise ValueError(f'pool must be "max" or "avg", got {pool!r}')
         if not callable(activation):
             raise TypeError(f"activation must be callable, got {activation!r}")
-        if (
-            isinstance(dropout_rate, bool)
-            or not isinstance(dropout_rate, int | float)
-            or not 0.0 <= dropout_rate < 1.0
-        ):
-            raise ValueError(f"dropout_rate must be a number in [0, 1), got {dropout_rate!r}")
+        check_interval("dropout_rate", dropout_rate, 0.0, 1.0)
         d = len(self.input_shape) - 1
         self.activation, self.pool_size, self.pool = activation, pool_size, pool
         convs, norms, spatial = [], [], self.input_shape[:-1]

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from jax.typing import ArrayLike
 
+from jdl.hyperparams import check_interval
 from jdl.models.width import width_masks
 
 
@@ -63,12 +63,7 @@ class MLP(nnx.Module):
             )
         if not callable(activation):
             raise TypeError(f"activation must be callable, got {activation!r}")
-        if (
-            isinstance(dropout_rate, bool)
-            or not isinstance(dropout_rate, int | float)
-            or not 0.0 <= dropout_rate < 1.0
-        ):
-            raise ValueError(f"dropout_rate must be a number in [0, 1), got {dropout_rate!r}")
+        check_interval("dropout_rate", dropout_rate, 0.0, 1.0)
         self.activation = activation
         self.layers = nnx.List(
             [nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(features)]
@@ -124,8 +119,7 @@ def dropout(x: jax.Array, rate: ArrayLike, key: jax.Array) -> jax.Array:
     Raises:
       ValueError: a concrete rate outside [0, 1).
     """
-    if not isinstance(rate, jax.core.Tracer) and not 0.0 <= float(np.asarray(rate)) < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {rate!r}")
+    check_interval("dropout_rate", rate, 0.0, 1.0)
     keep = 1.0 - (rate if isinstance(rate, int | float) else jnp.asarray(rate, x.dtype))
     mask = jax.random.bernoulli(key, p=keep, shape=x.shape)
     return jax.lax.select(mask, x / keep, jnp.zeros_like(x))

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jdl.hyperparams import is_traced
 from jdl.types import Params
 
 __all__ = ["restrict_width", "width_masks"]
@@ -84,7 +85,7 @@ def restrict_width(params: Params, widths: Sequence[ArrayLike]) -> Params:
 
 def _check_width(width: ArrayLike, size: int) -> None:
     """A concrete width must be an integer in [1, size]; a traced one is not checked."""
-    if isinstance(width, jax.core.Tracer):
+    if is_traced(width):
         return
     value = float(np.asarray(width))
     if not (math.isfinite(value) and value == round(value) and 1 <= value <= size):
