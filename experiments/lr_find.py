@@ -34,7 +34,6 @@ from experiments.cli import DIGITS_TRAIN_EXAMPLES, OPTIMIZER_NAMES, Parser, hidd
 from experiments.lr_search_cli import eval_period
 
 PROG = "python -m experiments.lr_find"
-GOOD = 1.25  # as experiments.lr_search: mean best validation loss <= GOOD x the best one
 OPTIMIZERS = tuple(sorted(OPTIMIZER_NAMES))
 NUM_CLASSES = 10
 
@@ -125,38 +124,33 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import jdl.optim
-from experiments import output
+from experiments import lr_search, output
 from experiments.classifiers import mlp_classifier
 from jdl.data import digits
-from jdl.search import RangeTestResult, Search, log_grid, lr_range_test, population
-from jdl.search.report import aggregate, records
-from jdl.train import early_stopping
+from jdl.search import RangeTestResult, log_grid, lr_range_test, population, use_cpu_cores
+from jdl.search.report import records
 
 
 def grid(cfg: Config, splits: Any, features: tuple[int, ...]) -> dict[str, Any]:
-    """The lr_search-style grid: mean best validation loss per rate and the good range."""
-    init_fn, loss_fn, eval_fn = mlp_classifier(features)
-    make_tx = jdl.optim.OPTIMIZERS[cfg.optimizer]
-    search = Search(
-        init_fn,
-        lambda hp: make_tx(hp["learning_rate"]),
-        loss_fn=loss_fn,
-        eval_fn=eval_fn,
+    """The main job's grid (`experiments.lr_search` with its defaults but ``--optimizer``,
+    ``--batch-size``, ``--hidden``, ``--grid-lrs`` and ``--grid-steps``): mean best validation
+    loss per rate and the good range."""
+    main = lr_search.Config(
+        optimizer=cfg.optimizer,
+        num_lrs=cfg.grid_lrs,
+        steps=cfg.grid_steps,
         batch_size=cfg.batch_size,
-        eval_every=eval_period(cfg.grid_steps),
-        early_stopping=early_stopping(200, divergence_threshold=2.0 * math.log(NUM_CLASSES)),
+        hidden=cfg.hidden,
     )
-    pop = population({"learning_rate": log_grid(1e-4, 1.0, cfg.grid_lrs)}, seeds=1)
-    result = search.run(pop, splits.train, splits.val, steps=cfg.grid_steps, progress=False)
-    per_lr = aggregate(records(result), ["learning_rate"])
-    losses = [r["best_val_loss_mean"] for r in per_lr]
-    best = int(np.nanargmin(np.where(np.isfinite(losses), losses, np.nan)))
-    good = [r["learning_rate"] for r in per_lr if r["best_val_loss_mean"] <= GOOD * losses[best]]
+    search = lr_search.make_search(main, *mlp_classifier(features))
+    pop = population({"learning_rate": log_grid(main.lr_min, main.lr_max, main.num_lrs)})
+    result = search.run(pop, splits.train, splits.val, steps=main.steps, progress=False)
+    best, per_lr, good = lr_search.good_range(records(result))
     return {
         "learning_rate": [r["learning_rate"] for r in per_lr],
-        "best_val_loss_mean": losses,
-        "best_learning_rate": per_lr[best]["learning_rate"],
-        "good_range": [min(good), max(good)],
+        "best_val_loss_mean": [r["best_val_loss_mean"] for r in per_lr],
+        "best_learning_rate": best["learning_rate"],
+        "good_range": good,
         "timing": {k: result.timing[k] for k in ("compile_s", "run_s")},
     }
 
@@ -188,6 +182,7 @@ def plot(r: RangeTestResult, good: list[float] | None, cfg: Config, path: Path) 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the range test (and the grid) and writes ``lr_find.png`` and ``results.json``."""
     cfg = parse_args(argv)
+    use_cpu_cores()  # one device per core, as the main job, whose grid is the reference
     start = time.perf_counter()
     splits = digits(seed=0)
     features = (splits.train.x.shape[1], *cfg.hidden, NUM_CLASSES)

@@ -64,6 +64,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ from experiments.lr_search_cli import (
     MEMBER_KEYS,
     NUM_CLASSES,
     PROG,
+    Config,
     eval_period,
     parse_args,
 )
@@ -107,6 +109,36 @@ from jdl.train import early_stopping
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def make_search(cfg: Config, init_fn: Callable, loss_fn: Callable, eval_fn: Callable) -> Search:
+    """The search of ``cfg``: ``cfg.optimizer`` at each member's learning rate, an evaluation
+    every twentieth of the run, early stopping with ``cfg.patience`` that flags as diverged a
+    validation loss above twice a uniform guess's."""
+    make_tx = jdl.optim.OPTIMIZERS[cfg.optimizer]
+    return Search(
+        init_fn,
+        lambda hp: make_tx(hp["learning_rate"]),
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        batch_size=cfg.batch_size,
+        eval_every=eval_period(cfg.steps),
+        # Twice the loss of a uniform guess, ln(10): worse than knowing nothing means diverged.
+        early_stopping=early_stopping(
+            cfg.patience, divergence_threshold=2.0 * math.log(NUM_CLASSES)
+        ),
+        devices=None if cfg.distributed else cfg.devices,
+    )
+
+
+def good_range(rows: list[dict[str, Any]]) -> tuple[dict, list[dict], list[float]]:
+    """The best learning rate's record (`best_config`), every rate's (`aggregate`) and the good
+    range: the lowest and highest rate whose mean best validation loss is within `GOOD` times
+    the best one's."""
+    best, per_lr = best_config(rows, ["learning_rate"]), aggregate(rows, ["learning_rate"])
+    limit = GOOD * best["best_val_loss_mean"]
+    good = [r["learning_rate"] for r in per_lr if r["best_val_loss_mean"] <= limit]
+    return best, per_lr, [min(good), max(good)]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -148,21 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cnn(cfg.data, NUM_CLASSES, cfg.channels, hidden=cfg.hidden)
         )
 
-    make_tx = jdl.optim.OPTIMIZERS[cfg.optimizer]
-    eval_every = eval_period(cfg.steps)
-    search = Search(
-        init_fn,
-        lambda hp: make_tx(hp["learning_rate"]),
-        loss_fn=loss_fn,
-        eval_fn=eval_fn,
-        batch_size=cfg.batch_size,
-        eval_every=eval_every,
-        # Twice the loss of a uniform guess, ln(10): worse than knowing nothing means diverged.
-        early_stopping=early_stopping(
-            cfg.patience, divergence_threshold=2.0 * math.log(NUM_CLASSES)
-        ),
-        devices=None if cfg.distributed else cfg.devices,
-    )
+    search = make_search(cfg, init_fn, loss_fn, eval_fn)
     start = time.perf_counter()
     try:
         searched = search_with(
@@ -192,19 +210,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = records(result)
     for i, row in enumerate(rows):  # configuration-major: each slot's rate at the end
         row["learning_rate"] = float(lr[i % cfg.seeds, i // cfg.seeds])
-    by = ["learning_rate"]
-    best = best_config(rows, by)
-    per_lr = aggregate(rows, by)
-    good = [
-        r["learning_rate"]
-        for r in per_lr
-        if r["best_val_loss_mean"] <= GOOD * best["best_val_loss_mean"]
-    ]
+    best, per_lr, good = good_range(rows)
     results = {
         "config": dataclasses.asdict(cfg),
         "members": [{k: row[k] for k in MEMBER_KEYS} for row in rows],
         "best": best,
-        "good_range": [min(good), max(good)],
+        "good_range": good,
         "timing": {
             "compile_s": result.timing["compile_s"],
             "run_s": result.timing["run_s"],
@@ -274,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         print(
             f"good learning rates (best validation loss within {GOOD - 1:.0%} of the best): "
-            f"{min(good):.3g} to {max(good):.3g}"
+            f"{good[0]:.3g} to {good[1]:.3g}"
         )
         print(f"wrote {out}/results.json, results.csv, lr_curve.{cfg.format}, curves.{cfg.format}")
         if cfg.export_best is not None:
