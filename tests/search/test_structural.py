@@ -16,24 +16,43 @@ from jdl.models import MLP, functional, restrict_width
 from jdl.run import fit
 from jdl.search import Search, population
 from jdl.train import classification, early_stopping
-from tests.search.conftest import eval_fn, init_fn, loss_fn
+from tests.search.conftest import APPLY, FEATURES, eval_fn, init_fn, loss_fn
 
 STEPS, EVERY, BATCH, SEED = 40, 4, 32, 2
 # SGD at 3.0: a noisy validation loss, so the patience decides when each member stops.
 HPARAMS = {"patience": [4.0, 8.0, 8.0, 100.0], "increase": [1.1, 1.1, 2.0, 1.1]}
 
 
-def test_patience_and_its_increase_are_hyper_parameters_of_one_program(data):
-    train, val, _ = data
-    search = Search(
+def _search(optimizer, **kwargs):
+    """A one-device search of conftest's MLP 64-16-10 (its ``loss_fn`` unless a
+    ``make_loss_fn`` is given)."""
+    if "make_loss_fn" not in kwargs:
+        kwargs["loss_fn"] = loss_fn
+    return Search(
         init_fn,
-        lambda hp: jdl.optim.sgd(3.0),
-        loss_fn=loss_fn,
+        lambda hp: optimizer,
         eval_fn=eval_fn,
         batch_size=BATCH,
         eval_every=EVERY,
-        early_stopping=lambda hp: early_stopping(hp["patience"], patience_increase=hp["increase"]),
         devices=1,
+        **kwargs,
+    )
+
+
+def _masked(optimizer):
+    """`_search` of the MLP whose hidden width is the hyper-parameter ``width`` (by masking)."""
+    return _search(
+        optimizer,
+        make_loss_fn=lambda hp: classification(partial(APPLY, widths=(hp["width"],)))[0],
+        init_member=lambda p, hp: restrict_width(p, (hp["width"],)),
+    )
+
+
+def test_patience_and_its_increase_are_hyper_parameters_of_one_program(data):
+    train, val, _ = data
+    search = _search(
+        jdl.optim.sgd(3.0),
+        early_stopping=lambda hp: early_stopping(hp["patience"], patience_increase=hp["increase"]),
     )
     pop = population(HPARAMS, seeds=[SEED])
     result = search.run(pop, train, val, steps=STEPS, progress=False)
@@ -64,16 +83,7 @@ def test_patience_and_its_increase_are_hyper_parameters_of_one_program(data):
 
 def test_a_bad_patience_value_is_refused_before_compiling(data):
     train, val, _ = data
-    search = Search(
-        init_fn,
-        lambda hp: jdl.optim.sgd(0.1),
-        loss_fn=loss_fn,
-        eval_fn=eval_fn,
-        batch_size=BATCH,
-        eval_every=EVERY,
-        early_stopping=lambda hp: early_stopping(hp["patience"]),
-        devices=1,
-    )
+    search = _search(jdl.optim.sgd(0.1), early_stopping=lambda hp: early_stopping(hp["patience"]))
     with pytest.raises(ValueError, match="patience must be in"):
         search.run(population({"patience": [5.0, 0.0]}), train, val, steps=8, progress=False)
 
@@ -98,25 +108,13 @@ def _single(apply_fn, params, optimizer, train, val, key):
 
 def test_hidden_width_by_masking_equals_a_separately_built_narrow_network(data):
     train, val, _ = data
-    wide = (64, 16, 10)
-    apply_fn = functional(MLP(wide, rngs=nnx.Rngs(0)))[0]
-    loss_fn_of = lambda hp: classification(partial(apply_fn, widths=(hp["width"],)))[0]  # noqa: E731
-    search = Search(
-        lambda key: functional(MLP(wide, rngs=nnx.Rngs(key)))[1],
-        lambda hp: jdl.optim.adamw(0.02, weight_decay=0.1),
-        make_loss_fn=loss_fn_of,
-        eval_fn=classification(apply_fn)[1],
-        batch_size=BATCH,
-        eval_every=EVERY,
-        init_member=lambda p, hp: restrict_width(p, (hp["width"],)),
-        devices=1,
-    )
+    search = _masked(jdl.optim.adamw(0.02, weight_decay=0.1))
     widths = [3.0, 16.0]
     result = search.run(
         population({"width": widths}, seeds=[SEED]), train, val, steps=STEPS, progress=False
     )
     k_init, k_run = jax.random.split(jax.random.key(SEED))
-    seed_params = functional(MLP(wide, rngs=nnx.Rngs(k_init)))[1]
+    seed_params = init_fn(k_init)
     for h, width in enumerate(widths):
         w = int(width)
         start = restrict_width(seed_params, (w,))
@@ -160,17 +158,9 @@ def test_a_restricted_block_has_the_narrow_networks_initial_law():
 
 def test_the_dropout_rate_is_a_hyper_parameter_of_one_program(data):
     train, val, _ = data
-    features = (64, 16, 10)
-    apply_fn = functional(MLP(features, rngs=nnx.Rngs(0)))[0]
-    loss_fn_of = lambda hp: classification(partial(apply_fn, dropout_rate=hp["dropout"]))[0]  # noqa: E731
-    search = Search(
-        init_fn,
-        lambda hp: jdl.optim.adam(0.01),
-        make_loss_fn=loss_fn_of,
-        eval_fn=eval_fn,
-        batch_size=BATCH,
-        eval_every=EVERY,
-        devices=1,
+    search = _search(
+        jdl.optim.adam(0.01),
+        make_loss_fn=lambda hp: classification(partial(APPLY, dropout_rate=hp["dropout"]))[0],
     )
     rates = [0.0, 0.5]
     result = search.run(
@@ -180,7 +170,7 @@ def test_the_dropout_rate_is_a_hyper_parameter_of_one_program(data):
     finals = []
     for h, rate in enumerate(rates):
         # the reference: a network built with its rate, nnx.Dropout drawing the masks
-        built = functional(MLP(features, dropout_rate=rate, rngs=nnx.Rngs(0)))[0]
+        built = functional(MLP(FEATURES, dropout_rate=rate, rngs=nnx.Rngs(0)))[0]
         single = _single(built, init_fn(k_init), jdl.optim.adam(0.01), train, val, k_run)
         chex.assert_trees_all_close(
             result.member(h).params, single.state.params, rtol=1e-5, atol=1e-6
@@ -191,17 +181,7 @@ def test_the_dropout_rate_is_a_hyper_parameter_of_one_program(data):
 
 def test_a_width_beyond_the_network_is_refused_before_compiling(data):
     train, val, _ = data
-    apply_fn = functional(MLP((64, 16, 10), rngs=nnx.Rngs(0)))[0]
-    search = Search(
-        init_fn,
-        lambda hp: jdl.optim.adam(0.01),
-        make_loss_fn=lambda hp: classification(partial(apply_fn, widths=(hp["width"],)))[0],
-        eval_fn=eval_fn,
-        batch_size=BATCH,
-        eval_every=EVERY,
-        init_member=lambda p, hp: restrict_width(p, (hp["width"],)),
-        devices=1,
-    )
+    search = _masked(jdl.optim.adam(0.01))
     for bad in (17.0, 2.5, 0.0):
         with pytest.raises(ValueError, match=r"integer in \[1, 16\]"):
             search.run(population({"width": [4.0, bad]}), train, val, steps=8, progress=False)
