@@ -252,7 +252,9 @@ def u_shape(widths: list[int], losses: list[float]) -> dict[str, Any] | None:
 def cross_validation(cfg: Config, splits: Splits) -> dict[str, Any]:
     """Per width: the final validation loss of K-fold cross-validation on the training subset,
     mean and standard deviation over the folds (seeds averaged within a fold); every seed x
-    fold of a width in one program; the width chosen on the fold mean."""
+    fold of a width in one program; the width chosen on the fold mean. One program per width:
+    all widths by masking, as in `study`, makes every member compute the widest network, which
+    for 4 folds (180 members, 1500 steps) took 77 s on 2 cores against 58 s this way."""
     folds = kfold(splits[0], cfg.folds, seed=cfg.data_seed)
     rows = []
     for width in cfg.widths:
