@@ -9,13 +9,10 @@ from typing import Any
 import jax
 from flax import nnx
 
+from experiments.cli import CNN_INPUTS, CNN_KERNELS
 from jdl.models import MLP, ConvNet, functional
 from jdl.train import classification
 from jdl.types import LossFn
-
-# The CNN's input per data set, (positions..., channels): the flat rows of `jdl.data.mnist1d`
-# are signals of 40 positions, those of `jdl.data.digits` 8 x 8 images.
-INPUT_SHAPES = {"mnist1d": (40, 1), "digits": (8, 8, 1)}
 
 
 def cnn(
@@ -35,13 +32,11 @@ def cnn(
     ``hidden`` is empty. On digits they are 3 x 3 over the 8 x 8 images (8 -> 4 -> 2 -> 1 per
     axis). ``batch_norm`` puts BatchNorm after each convolution (a model with state).
     """
-    input_shape = INPUT_SHAPES[data]
-    kernels = (5, 3, 3) if len(input_shape) == 2 else 3
     return lambda rngs: ConvNet(
-        input_shape,
+        CNN_INPUTS[data],
         (channels,) * 3,
         num_classes,
-        kernel_size=kernels,
+        kernel_size=CNN_KERNELS[data],
         strides=2,
         padding=1,
         hidden=hidden,

@@ -26,6 +26,10 @@ FLOAT32_TINY = 2.0**-126  # the smallest normal float32; XLA on CPU flushes smal
 DIGITS_TRAIN_EXAMPLES = 1077  # len(jdl.data.digits().train), for checks before JAX; tested
 DIGITS_FEATURES = 64  # jdl.data.digits()'s inputs: 8 x 8 pixels; tested
 MNIST1D_TRAIN_EXAMPLES = 3600  # len(jdl.data.mnist1d().train): 90% of the 4000 reference signals
+# The experiments' CNN (`experiments.classifiers.cnn`): three stride-2 convolutions with
+# padding 1; per data set its input, (positions..., channels), and each convolution's kernel size.
+CNN_INPUTS = {"mnist1d": (40, 1), "digits": (8, 8, 1)}
+CNN_KERNELS = {"mnist1d": (5, 3, 3), "digits": (3, 3, 3)}
 FORMATS = ("png", "svg", "pdf")
 # jdl.optim.OPTIMIZERS's names in its order, so that --help needs no JAX; a test keeps them equal.
 OPTIMIZER_NAMES = (
@@ -244,6 +248,18 @@ def checkpoint_folder(root: str | None, run: str) -> str | None:
     """The checkpoint folder of one run of an experiment under ``--checkpoint-dir`` (None:
     no checkpoints)."""
     return None if root is None else os.path.join(root, run)
+
+
+def cnn_network(data: str, channels: int, head: tuple[int, ...]) -> estimates.Network:
+    """`estimates.convolutions` of the experiments' CNN on ``data`` with ``channels`` channels
+    and the dense head ``head`` (its output included)."""
+    shape = CNN_INPUTS[data]
+    spatial, taps, positions = shape[:-1], [], []
+    for k in CNN_KERNELS[data]:
+        spatial = tuple((n + 2 - k) // 2 + 1 for n in spatial)  # stride 2, padding 1
+        taps.append(k ** len(spatial))
+        positions.append(math.prod(spatial))
+    return estimates.convolutions(math.prod(shape), taps, positions, channels, head)
 
 
 def _shown(value: Any) -> str:

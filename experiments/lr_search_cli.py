@@ -17,6 +17,7 @@ from experiments.cli import (
     MNIST1D_TRAIN_EXAMPLES,
     OPTIMIZER_NAMES,
     Parser,
+    cnn_network,
     coordinator,
     hidden_sizes,
     joined,
@@ -253,12 +254,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     sliced = a.memory_budget is not None or a.distributed  # in slices, or over several hosts
     if a.model == "mlp":
         network = estimates.dense((FEATURES[a.data], *a.hidden, NUM_CLASSES))
-    else:  # experiments.classifiers.cnn: three stride-2 convolutions
-        taps, positions = (
-            ((5, 3, 3), (19, 10, 5)) if a.data == "mnist1d" else ((9,) * 3, (16, 4, 1))
-        )
-        head = (*a.hidden, NUM_CLASSES)
-        network = estimates.convolutions(FEATURES[a.data], taps, positions, a.channels, head)
+    else:
+        network = cnn_network(a.data, a.channels, (*a.hidden, NUM_CLASSES))
     cost = estimates.training(
         members,
         a.steps,

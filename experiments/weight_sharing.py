@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         ).repeated(len(VARIANTS))
         for network in (
             estimates.dense((LENGTH, *a.mlp_hidden, NUM_CLASSES)),
-            estimates.convolutions(LENGTH, (5, 3, 3), (19, 10, 5), a.channels, (NUM_CLASSES,)),
+            cli.cnn_network("mnist1d", a.channels, (NUM_CLASSES,)),
         )
     ]
     p.require_feasible(
