@@ -35,6 +35,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments.classifiers import cnn
+from experiments.estimates import step_flops
 from jdl.data import Dataset, digits, mnist1d
 from jdl.losses import softmax_cross_entropy
 from jdl.models import MLP, ConvNet, functional
@@ -69,8 +70,9 @@ class Workload(NamedTuple):
 
 
 def flops_per_member_step(products: tuple[int, ...], batch: int = BATCH) -> float:
-    """F = 6 B sum_l m_l - 2 B m_1: the matrix products one step computes."""
-    return 2.0 * batch * (3 * sum(products) - products[0])
+    """F = 6 B sum_l m_l - 2 B m_1: the matrix products one step computes (the experiments'
+    estimates count a step alike, `experiments.estimates.step_flops`)."""
+    return float(batch * step_flops([2 * m for m in products]))
 
 
 def xla_flops_per_member_step(workload: Workload) -> float:
