@@ -9,7 +9,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from experiments.cli import CNN_INPUTS, CNN_KERNELS
+from experiments.cli import CNN_KERNELS, DATA_SHAPES
 from jdl.models import MLP, ConvNet, functional
 from jdl.train import classification
 from jdl.types import LossFn
@@ -33,7 +33,7 @@ def cnn(
     axis). ``batch_norm`` puts BatchNorm after each convolution (a model with state).
     """
     return lambda rngs: ConvNet(
-        CNN_INPUTS[data],
+        DATA_SHAPES[data],
         (channels,) * 3,
         num_classes,
         kernel_size=CNN_KERNELS[data],

@@ -26,9 +26,10 @@ FLOAT32_TINY = 2.0**-126  # the smallest normal float32; XLA on CPU flushes smal
 DIGITS_TRAIN_EXAMPLES = 1077  # len(jdl.data.digits().train), for checks before JAX; tested
 DIGITS_FEATURES = 64  # jdl.data.digits()'s inputs: 8 x 8 pixels; tested
 MNIST1D_TRAIN_EXAMPLES = 3600  # len(jdl.data.mnist1d().train): 90% of the 4000 reference signals
-# The experiments' CNN (`experiments.classifiers.cnn`): three stride-2 convolutions with
-# padding 1; per data set its input, (positions..., channels), and each convolution's kernel size.
-CNN_INPUTS = {"mnist1d": (40, 1), "digits": (8, 8, 1)}
+# Per data set, an example's shape (positions..., channels): signals of 40 positions, 8 x 8
+# images; `jdl.data` gives them flat. The experiments' CNN (`experiments.classifiers.cnn`):
+# three stride-2 convolutions with padding 1, and each one's kernel size per data set.
+DATA_SHAPES = {"mnist1d": (40, 1), "digits": (8, 8, 1)}
 CNN_KERNELS = {"mnist1d": (5, 3, 3), "digits": (3, 3, 3)}
 FORMATS = ("png", "svg", "pdf")
 # jdl.optim.OPTIMIZERS's names in its order, so that --help needs no JAX; a test keeps them equal.
@@ -253,7 +254,7 @@ def checkpoint_folder(root: str | None, run: str) -> str | None:
 def cnn_network(data: str, channels: int, head: tuple[int, ...]) -> estimates.Network:
     """`estimates.convolutions` of the experiments' CNN on ``data`` with ``channels`` channels
     and the dense head ``head`` (its output included)."""
-    shape = CNN_INPUTS[data]
+    shape = DATA_SHAPES[data]
     spatial, taps, positions = shape[:-1], [], []
     for k in CNN_KERNELS[data]:
         spatial = tuple((n + 2 - k) // 2 + 1 for n in spatial)  # stride 2, padding 1

@@ -12,7 +12,7 @@ import math
 
 from experiments import estimates
 from experiments.cli import (
-    DIGITS_FEATURES,
+    DATA_SHAPES,
     DIGITS_TRAIN_EXAMPLES,
     MNIST1D_TRAIN_EXAMPLES,
     OPTIMIZER_NAMES,
@@ -33,7 +33,7 @@ GOOD = 1.25  # the good range: mean best validation loss <= GOOD x the best one
 OPTIMIZERS = tuple(sorted(OPTIMIZER_NAMES))
 NUM_CLASSES = 10  # of both data sets
 TRAIN_EXAMPLES = {"digits": DIGITS_TRAIN_EXAMPLES, "mnist1d": MNIST1D_TRAIN_EXAMPLES}
-FEATURES = {"digits": DIGITS_FEATURES, "mnist1d": 40}  # the inputs' values
+FEATURES = {data: math.prod(shape) for data, shape in DATA_SHAPES.items()}  # flat inputs
 MODELS = ("mlp", "cnn")
 CHANNELS = 32  # the CNN's channels per convolution when --channels is not given
 MEMBER_KEYS = (
