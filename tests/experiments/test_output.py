@@ -186,6 +186,6 @@ def test_an_experiment_stopped_by_ctrl_c_at_any_stage_exits_130(tmp_path, delay)
         assert status == 130 and (out / "results.json").read_text() == "previous"
     else:  # the run had finished, or its files were being written: the whole new set
         assert status in (0, 130)
-        assert files == ["lr_regimes.png", "paths.png", "results.json"]
+        assert files == ["claims.png", "lr_regimes.png", "paths.png", "results.json"]
         assert set(json.loads((out / "results.json").read_text())) >= {"ravine", "rosenbrock"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
