@@ -20,11 +20,12 @@ import contextlib
 import ctypes
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-
-from jdl.run.interrupt import Interrupt
+from typing import Any
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
@@ -83,6 +84,30 @@ def _commit(folder: Path, out: Path, overwrite: bool) -> None:
     shutil.rmtree(old)
 
 
+class _HeldInterrupt:
+    """Holds a Ctrl-C (SIGINT) until the set of files is in place."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _HeldInterrupt:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        os.write(2, b"\nwriting the results: they are finished first, then the program stops\n")
+
+
 @contextlib.contextmanager
 def files(out: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yields an empty folder to write into; on a clean exit it becomes ``out`` as one set.
@@ -96,8 +121,7 @@ def files(out: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[P
       SystemExit: 130 once the set is in place, after a Ctrl-C during the block.
     """
     out = Path(out).absolute()
-    message = "writing the results: they are finished first, then the program stops"
-    with Interrupt(message, hold=True) as held:
+    with _HeldInterrupt() as held:
         out.parent.mkdir(parents=True, exist_ok=True)
         _recover(out)
         folder = out.with_name(f".{out.name}.{os.getpid()}.partial")

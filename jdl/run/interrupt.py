@@ -18,23 +18,11 @@ class Interrupt:
     Python's default SIGINT handler, restored on exit) a first Ctrl-C after some training
     (``armed``) only sets ``requested``, and the loop stops once the chunk in flight is done.
     Before any training, and on a second Ctrl-C, it raises KeyboardInterrupt at once.
-
-    Args:
-      message: what a held Ctrl-C prints.
-      hold: hold every Ctrl-C, the first and the later ones, from the start: for work that
-        must not be cut (moving a set of files into place).
     """
 
-    def __init__(
-        self,
-        message: str = "stopping after the chunk in flight (Ctrl-C again to abort)",
-        *,
-        hold: bool = False,
-    ) -> None:
-        self.armed = hold
+    def __init__(self) -> None:
+        self.armed = False
         self.requested = False
-        self._message = f"\n{message}\n".encode()
-        self._hold = hold
         self._previous: Any = None
 
     def __enter__(self) -> Interrupt:
@@ -50,11 +38,11 @@ class Interrupt:
             signal.signal(signal.SIGINT, self._previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if not self._hold and (not self.armed or self.requested):
+        if not self.armed or self.requested:
             raise KeyboardInterrupt
         self.requested = True
         # os.write, not print: a handler may run in the middle of a write to sys.stderr.
-        os.write(2, self._message)
+        os.write(2, b"\nstopping after the chunk in flight (Ctrl-C again to abort)\n")
 
 
 def intact(state: Any) -> bool:
