@@ -85,7 +85,11 @@ def _commit(folder: Path, out: Path, overwrite: bool) -> None:
 
 
 class _HeldInterrupt:
-    """Holds a Ctrl-C (SIGINT) until the set of files is in place."""
+    """Holds a Ctrl-C (SIGINT) until the set of files is in place.
+
+    `jdl.run.Interrupt` does the same between chunks, but importing it imports JAX (2.4 s):
+    this module stays on the standard library, so that a writer that is not training (as the
+    tests' writers) starts at once."""
 
     def __init__(self) -> None:
         self.requested = False
