@@ -11,6 +11,10 @@ import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# One CPU device per test process, whichever test runs first: an experiment's main called in
+# process (`use_cpu_cores`) would otherwise give the rest of its worker one device per core.
+# Several devices are tested in subprocesses (tests/search/test_sharding.py, test_distributed.py).
+jax.devices()
 
 
 @pytest.fixture
