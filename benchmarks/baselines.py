@@ -105,11 +105,16 @@ def sequential(
 
 
 def handwritten(
-    lrs: np.ndarray, steps: int, devices: int | None, workload: str = "mlp"
+    lrs: np.ndarray,
+    steps: int,
+    devices: int | None,
+    workload: str = "mlp",
+    options: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], Callable[[], float]]:
     """optax ``inject_hyperparams`` + ``vmap`` + ``lax.scan`` over ``workload``, one call for all
     steps, one batch per step shared by the members, its member axis sharded over ``devices``
-    exactly as jdl shards its population (`jdl.search.member_mesh`; None: every device)."""
+    exactly as jdl shards its population (`jdl.search.member_mesh`; None: every device),
+    compiled with XLA's defaults or the XLA ``options`` given."""
     w = setup(workload)
     apply_fn, init_fn, train = w.apply_fn, w.init_fn, w.train
     n = train.x.shape[0]
@@ -142,7 +147,7 @@ def handwritten(
     start = time.perf_counter()
     lrs_j = jax.device_put(np.asarray(lrs, np.float32), split)
     key = jax.random.key(0)
-    compiled = jax.jit(train_all).lower(lrs_j, key).compile()
+    compiled = jax.jit(train_all).lower(lrs_j, key).compile(compiler_options=options)
     compile_s = time.perf_counter() - start
     jax.block_until_ready(compiled(lrs_j, key))
     wall = time.perf_counter() - start

@@ -17,7 +17,9 @@ on the same devices (on a CPU host, one device per core, `use_cpu_cores`):
    loss every ``--eval-every`` steps; 3: the same, one compiled step for all runs;
 4. a hand-written optax ``inject_hyperparams`` + ``vmap`` + ``lax.scan`` program, one call for
    all steps, one batch per step shared by the members, sharded over every device as jdl is;
-   4b: on one device;
+   4b: on one device; 4c: on one device, compiled with the XLA options jdl chooses there
+   (`jdl.search.compiled.compiler_options`), so that 1b against 4b shows what jdl's choice of
+   options gives and 1b against 4c what remains;
 5. PyTorch ``torch.func`` with a hand-written vectorised Adam, a plain eager loop, in the
    interpreter ``--torch-python`` (the MLP only; skipped when torch is absent).
 
@@ -68,7 +70,8 @@ from benchmarks.machine import (
 )
 from jdl.data import Dataset
 from jdl.losses import accuracy, softmax_cross_entropy
-from jdl.search import Search, log_grid, population, use_cpu_cores
+from jdl.search import Search, log_grid, member_mesh, population, use_cpu_cores
+from jdl.search.compiled import compiler_options
 from jdl.train import early_stopping
 
 
@@ -212,7 +215,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seq1": "3 sequential, one compile",
         "hand": f"4 hand-written vmap+scan, {d} devices",
         "hand1": "4b hand-written vmap+scan, 1 device",
+        "hand1x": "4c 4b with jdl's XLA options",
     }
+    one_device_options = compiler_options(list(member_mesh(1).devices.flat))
     cold: dict[str, Callable[[], tuple[dict, Callable | None]]] = {
         "all": lambda: run_jdl(lrs, a.steps, a.eval_every, None, a.workload),
         "one": lambda: run_jdl(lrs, a.steps, a.eval_every, 1, a.workload),
@@ -226,7 +231,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "hand": lambda: baselines.handwritten(lrs, a.steps, None, a.workload),
         "hand1": lambda: baselines.handwritten(lrs, a.steps, 1, a.workload),
+        "hand1x": lambda: baselines.handwritten(
+            lrs, a.steps, 1, a.workload, options=one_device_options
+        ),
     }
+    if not one_device_options:  # jdl keeps XLA's defaults on one device: 4c would be 4b
+        del cold["hand1x"]
     best: dict[str, dict] = {}
     reruns: dict[str, Callable[[], float]] = {}
     walls: dict[str, list[float]] = {k: [] for k in cold}
@@ -261,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cached = (
         None if a.no_compile_cache else cached_walls(a.members, a.steps, a.eval_every, a.workload)
     )
+    print(f"jdl's XLA options on one device: {one_device_options or 'XLA defaults'}")
     return report(a, workload.model, results, names, peak, flop, xla_flop, cached, seq_n)
 
 
@@ -300,7 +311,7 @@ def report(
         r["member_steps_per_s"] = r["member_steps"] / r["run_s"]
         r["fraction_of_peak"] = r["member_steps_per_s"] * flop / peak
         # Against jdl on the same devices: 1b for the one-device variants, else 1.
-        ref = jdl_one if name.startswith(("1b", "4b")) else jdl_all
+        ref = jdl_one if name.startswith(("1b", "4b", "4c")) else jdl_all
         r["jdl_wall_speedup"] = r["wall_s"] / ref["wall_s"]
         r["jdl_throughput_ratio"] = ref["member_steps"] / ref["run_s"] / r["member_steps_per_s"]
         print(
@@ -322,6 +333,9 @@ def report(
         "throughput_all_devices_vs_handwritten_1_device": rate(jdl_all) / rate(hand_one),
         "jdl_fraction_of_peak": jdl_all["fraction_of_peak"],
     }
+    if names["hand1x"] in results:
+        same = results[names["hand1x"]]
+        summary["throughput_vs_handwritten_1_device_jdl_options"] = rate(jdl_one) / rate(same)
     if cached is not None:
         summary["jdl_wall_first_process_s"], summary["jdl_wall_cached_process_s"] = cached
     print("\njdl over the others (ratios > 1: jdl faster):")

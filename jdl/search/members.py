@@ -55,7 +55,7 @@ class Members:
         self.eval_every = spec.eval_every
         self.mesh = member_mesh(devices)
         self.num_devices = self.mesh.devices.size
-        self._call = Programs(self._shardings)
+        self._call = Programs(self._shardings, list(self.mesh.devices.flat))
         self._programs = PopulationPrograms(spec, init_member)
         self._init_fn = init_fn
         # init_fn returns params, or Variables(params, model_state) for a model with state.

@@ -63,8 +63,13 @@ SCRIPT = textwrap.dedent(
 
 def test_four_devices_equal_one(tmp_path):
     out = tmp_path / "out.npz"
+    # XLA's default options on every layout (jdl.search.compiled.compiler_options would give
+    # the one device Eigen's products on a 2-core host, rounding differently from the four).
     env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+        JDL_XLA_DEFAULTS="1",
     )
     code = f"OUT = {str(out)!r}\n" + SCRIPT
     proc = subprocess.run(
