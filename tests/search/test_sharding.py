@@ -67,7 +67,7 @@ def test_four_devices_equal_one(tmp_path):
     # the one device Eigen's products on a 2-core host, rounding differently from the four).
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
         JAX_PLATFORMS="cpu",
         JDL_XLA_DEFAULTS="1",
     )
@@ -116,3 +116,30 @@ def test_padding_and_distributed_arguments():
         initialize_distributed("localhost:1234")
     with pytest.raises(ValueError, match="process_id must be in"):
         initialize_distributed("localhost:1234", num_processes=2, process_id=2)
+
+
+def test_compiler_options_give_eigen_products_only_to_a_device_with_several_cores(monkeypatch):
+    """One CPU device (this process's) on a host of 2 cores: Eigen's products, which round as
+    XLA's default products do to float tolerance; 1 core, or JDL_XLA_DEFAULTS=1: defaults."""
+    import jax
+    import jax.numpy as jnp
+
+    from jdl.search.compiled import compiler_options
+
+    device = jax.devices()
+    monkeypatch.delenv("JDL_XLA_DEFAULTS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    options = compiler_options(device)
+    assert options == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    h = jax.random.normal(jax.random.key(0), (8, 32, 48))
+    w = jax.random.normal(jax.random.key(1), (8, 48, 16))
+    lowered = jax.jit(lambda a, b: jnp.einsum("mbi,mij->mbj", a, b)).lower(h, w)
+    eigen = lowered.compile(compiler_options=options)
+    assert "ynn" not in eigen.as_text()
+    np.testing.assert_allclose(eigen(h, w), lowered.compile()(h, w), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert compiler_options(device) == {}
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("JDL_XLA_DEFAULTS", "1")
+    assert compiler_options(device) == {}
+    assert compiler_options([]) == {}
