@@ -45,9 +45,9 @@ def start(folder: Path, name: str, args: list[str], kill_at: int = 0) -> subproc
     """A worker running ``lr_search`` with ``args``, in its own process group."""
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    # No device-count flag from the caller (--devices sets them), the suite's optimization level
-    # (tests/conftest.py).
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    # The suite's flags (tests/conftest.py) without a device count (--devices sets them).
+    flags = env.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(f for f in flags if "device_count" not in f)
     with open(folder / f"{name}.out", "w") as out:  # the child has its own descriptor
         return subprocess.Popen(
             [sys.executable, __file__, str(folder), str(kill_at), *args],
