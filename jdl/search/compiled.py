@@ -64,7 +64,8 @@ def compiler_options(devices: Sequence[jax.Device]) -> dict[str, str]:
     is as fast or faster (the CNN: Eigen 0.93x), so XLA's defaults stay, as they do on
     accelerators. The choice changes only the rounding of the products: results equal those
     of ``jax.jit`` to float tolerance, not bit for bit; ``JDL_XLA_DEFAULTS=1`` keeps XLA's
-    defaults everywhere (every layout of devices then rounds alike).
+    defaults everywhere (every layout of devices then rounds alike). Only this process's
+    devices are counted: processes sharing a host each see all of its cores.
     """
     if os.environ.get(XLA_DEFAULTS_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
         return {}
