@@ -86,6 +86,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def parse_args(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """`argparse.ArgumentParser.parse_args`, then the environment: ``JDL_XLA_DEFAULTS``
+        (`jdl.search.compiled.compiler_options`) must be 1, 0 or unset."""
+        parsed = super().parse_args(*args, **kwargs)
+        setting = os.environ.get("JDL_XLA_DEFAULTS", "").strip()
+        if setting not in ("", "0", "1"):
+            self.error(f"$JDL_XLA_DEFAULTS must be 1 or 0 (or unset), got {setting!r}")
+        return parsed
+
     def require_positive_ints(self, args: argparse.Namespace, *names: str) -> None:
         """Exits with an error unless every ``args.NAME`` is an int in [1, 2**31 - 1]."""
         self.require_counts(args, *names, minimum=1)

@@ -66,8 +66,14 @@ def compiler_options(devices: Sequence[jax.Device]) -> dict[str, str]:
     of ``jax.jit`` to float tolerance, not bit for bit; ``JDL_XLA_DEFAULTS=1`` keeps XLA's
     defaults everywhere (every layout of devices then rounds alike). Only this process's
     devices are counted: processes sharing a host each see all of its cores.
+
+    Raises:
+      ValueError: ``JDL_XLA_DEFAULTS`` set to something other than 1 or 0.
     """
-    if os.environ.get(XLA_DEFAULTS_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+    setting = os.environ.get(XLA_DEFAULTS_ENV, "").strip()
+    if setting not in ("", "0", "1"):
+        raise ValueError(f"${XLA_DEFAULTS_ENV} must be 1 or 0 (or unset), got {setting!r}")
+    if setting == "1":
         return {}
     local = [d for d in devices if d.process_index == jax.process_index()]
     if not local or any(d.platform != "cpu" for d in local) or (os.cpu_count() or 1) <= len(local):
@@ -84,7 +90,7 @@ class Programs:
       compile_seconds: the time spent compiling, or waiting for a background compile.
     """
 
-    def __init__(self, shardings: Callable[[Any], Any], devices: Sequence[jax.Device] = ()):
+    def __init__(self, shardings: Callable[[Any], Any], devices: Sequence[jax.Device]):
         self._shardings = shardings
         self._options = compiler_options(devices)
         self._compiled: dict[tuple, Any] = {}

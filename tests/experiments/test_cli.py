@@ -168,3 +168,10 @@ def test_light_names_equal_the_librarys():
 def test_parser_requires_a_help_text():
     with pytest.raises(TypeError, match="help text"):
         cli.Parser(prog="p").add_argument("--x", type=int, default=1)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_a_bad_jdl_xla_defaults_exits_2_on_one_line(name, monkeypatch, capsys):
+    monkeypatch.setenv("JDL_XLA_DEFAULTS", "yes")
+    err = _exits_2(name, ["--out", "unused"], capsys)
+    assert "$JDL_XLA_DEFAULTS must be 1 or 0 (or unset), got 'yes'" in err

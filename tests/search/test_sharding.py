@@ -143,3 +143,8 @@ def test_compiler_options_give_eigen_products_only_to_a_device_with_several_core
     monkeypatch.setenv("JDL_XLA_DEFAULTS", "1")
     assert compiler_options(device) == {}
     assert compiler_options([]) == {}
+    monkeypatch.setenv("JDL_XLA_DEFAULTS", "maybe")
+    with pytest.raises(
+        ValueError, match=r"\$JDL_XLA_DEFAULTS must be 1 or 0 \(or unset\), got 'maybe'"
+    ):
+        compiler_options(device)
